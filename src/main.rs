@@ -1,0 +1,3 @@
+fn main() {
+    println!("hub2mqtt {}", hub2mqtt::VERSION);
+}

@@ -1,0 +1,1 @@
+//! A simulated eWeLink cloud (being written).

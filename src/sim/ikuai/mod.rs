@@ -1,0 +1,1 @@
+//! A simulated iKuai router (being written).
