@@ -21,3 +21,9 @@ pub mod sim;
 
 /// The version shown by `--version`, in discovery `origin` blocks and on the bridge device.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Installs ring as the process's rustls crypto provider (every TLS connection uses it: MQTT, the routers'
+/// HTTPS, the cloud's HTTPS and WebSocket). Idempotent; call it before the first TLS connection.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
