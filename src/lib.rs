@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod bridge;
 pub mod broker;
 pub mod config;
+pub mod demo;
 pub mod ewelink;
 pub mod hass;
 pub mod hub;
