@@ -315,3 +315,20 @@ async fn broker_restart_reannounces_everything() {
     cmd.reply.ok();
     s.bridge.stop().await;
 }
+
+#[tokio::test]
+async fn a_late_subscriber_sees_retained_discovery_state_and_availability() {
+    let mut s = setup().await;
+    s.hub.events.device(plug("plug_1")).await.unwrap();
+    s.hub.events.state("plug_1", values(json!({"switch": "OFF", "power": 0.5}))).await.unwrap();
+    s.watcher.expect("hub2mqtt/plug_1", WAIT).await;
+
+    let mut late =
+        Watcher::connect(&s.broker, &["hub2mqtt/plug_1/#", "hub2mqtt/plug_1", "homeassistant/switch/#"]).await;
+    let state = late.expect("hub2mqtt/plug_1", WAIT).await;
+    assert!(state.retain);
+    assert_eq!(state.json()["power"], 0.5);
+    assert!(late.expect("hub2mqtt/plug_1/availability", WAIT).await.retain);
+    assert!(late.expect("homeassistant/switch/plug_1/switch/config", WAIT).await.retain);
+    s.bridge.stop().await;
+}

@@ -115,3 +115,74 @@ fn check_config_masks_secrets_and_names_bad_keys() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mqtt.base_topik: unknown field"));
 }
+
+#[tokio::test]
+async fn the_embedded_broker_runs_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let toml = format!(
+        "[mqtt]\nurl = \"embedded\"\nembedded_listen = \"127.0.0.1:{port}\"\n[bridge]\nstate_dir = \"{}\"\n",
+        dir.path().join("state").display()
+    );
+    let mut bridge = BridgeProcess::start(dir.path(), &toml, "info");
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no broker on {port}:\n{}", bridge.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut watcher = Watcher::connect_port(port, &["hub2mqtt/#", "homeassistant/#"]).await;
+    let state = watcher.expect_latest("hub2mqtt/bridge/state", |m| m.text() == "online", WAIT).await;
+    assert!(state.retain, "the embedded broker keeps retained messages");
+    let config = watcher.expect("homeassistant/sensor/hub2mqtt_bridge/version/config", WAIT).await;
+    assert_eq!(config.json()["state_topic"], "hub2mqtt/bridge/info");
+    bridge.signal("INT");
+    assert_eq!(bridge.wait(WAIT), Some(0), "{}", bridge.log());
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_log_even_at_trace_level() {
+    let broker = TestBroker::start();
+    let mut watcher = Watcher::connect(&broker, &["hub2mqtt/bridge/state"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "MqttSecret-4242-xyz";
+    let toml = config_for(&broker, dir.path()).replacen(
+        "[mqtt]\n",
+        &format!("[mqtt]\nusername = \"hub2mqtt\"\npassword = \"{secret}\"\n"),
+        1,
+    );
+    let mut bridge = BridgeProcess::start(dir.path(), &toml, "trace");
+    watcher.expect_where("hub2mqtt/bridge/state", |m| m.text() == "online", WAIT).await;
+    bridge.signal("TERM");
+    assert_eq!(bridge.wait(WAIT), Some(0), "{}", bridge.log());
+    let log = bridge.log();
+    assert!(log.contains("DEBUG rumqttc"), "the log really is verbose (protocol-level lines):\n{log}");
+    assert!(log.contains("readable by every user"), "a world-readable config with a password is warned about");
+    assert!(!log.contains(secret), "the MQTT password leaked into the log:\n{log}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn systemd_hears_ready_watchdog_and_stopping() {
+    let broker = TestBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let mut bridge = BridgeProcess::start_with_env(
+        dir.path(),
+        &config_for(&broker, dir.path()),
+        "info",
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000")],
+    );
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 512];
+    let mut next = async |heard: &mut Vec<String>| {
+        let n = tokio::time::timeout(WAIT, socket.recv(&mut buf)).await.expect("a notification").unwrap();
+        heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        heard.last().unwrap().clone()
+    };
+    assert_eq!(next(&mut heard).await.trim(), "READY=1");
+    assert_eq!(next(&mut heard).await.trim(), "WATCHDOG=1");
+    bridge.signal("TERM");
+    while !next(&mut heard).await.contains("STOPPING=1") {}
+    assert_eq!(bridge.wait(WAIT), Some(0), "{}", bridge.log());
+}

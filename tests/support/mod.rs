@@ -54,10 +54,24 @@ pub enum BrokerKind {
     Embedded,
 }
 
-/// A broker process on 127.0.0.1, killed when dropped.
+/// Certificate files for a TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Refuse clients without a certificate signed by `ca`.
+    pub require_client_cert: bool,
+}
+
+/// A broker process on 127.0.0.1, killed when dropped. With TLS, a second listener on `tls_port`:
+/// Mosquitto's own, or for the embedded broker (built without TLS) a TLS-terminating proxy in this process.
 pub struct TestBroker {
     pub port: u16,
     pub kind: BrokerKind,
+    pub tls_port: Option<u16>,
+    tls: Option<TlsFiles>,
+    proxy: Option<JoinHandle<()>>,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -69,10 +83,45 @@ impl TestBroker {
             Ok("mosquitto") => BrokerKind::Mosquitto,
             _ => BrokerKind::Embedded,
         };
-        let mut broker =
-            TestBroker { port: free_port(), kind, child: None, dir: tempfile::tempdir().expect("tempdir") };
+        let mut broker = TestBroker {
+            port: free_port(),
+            kind,
+            tls_port: None,
+            tls: None,
+            proxy: None,
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
         broker.spawn();
         broker
+    }
+
+    /// Like [`TestBroker::start`], plus a TLS listener (call from within a Tokio runtime).
+    pub fn start_with_tls(tls: TlsFiles) -> TestBroker {
+        let kind = match std::env::var("HUB2MQTT_TEST_BROKER").as_deref() {
+            Ok("mosquitto") => BrokerKind::Mosquitto,
+            _ => BrokerKind::Embedded,
+        };
+        let mut broker = TestBroker {
+            port: free_port(),
+            kind,
+            tls_port: Some(free_port()),
+            tls: Some(tls),
+            proxy: None,
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        broker.spawn();
+        if kind == BrokerKind::Embedded {
+            broker.proxy = Some(tls_proxy::start(broker.tls.as_ref().unwrap(), broker.tls_port.unwrap(), broker.port));
+        }
+        wait_until_listening(broker.tls_port.unwrap(), "the TLS listener");
+        broker
+    }
+
+    /// `mqtts://127.0.0.1:<tls port>`.
+    pub fn tls_url(&self) -> String {
+        format!("mqtts://127.0.0.1:{}", self.tls_port.expect("a broker started with TLS"))
     }
 
     pub fn url(&self) -> String {
@@ -84,15 +133,21 @@ impl TestBroker {
             BrokerKind::Mosquitto => {
                 let conf = self.dir.path().join("mosquitto.conf");
                 let log = self.dir.path().join("mosquitto.log");
-                std::fs::write(
-                    &conf,
-                    format!(
-                        "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file {}\n",
-                        self.port,
-                        log.display()
-                    ),
-                )
-                .expect("write mosquitto.conf");
+                let mut text = format!(
+                    "per_listener_settings false\nallow_anonymous true\npersistence false\nlog_dest file {}\nlistener {} 127.0.0.1\n",
+                    log.display(),
+                    self.port,
+                );
+                if let (Some(tls), Some(port)) = (&self.tls, self.tls_port) {
+                    text.push_str(&format!(
+                        "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+                        tls.ca.display(),
+                        tls.cert.display(),
+                        tls.key.display(),
+                        tls.require_client_cert
+                    ));
+                }
+                std::fs::write(&conf, text).expect("write mosquitto.conf");
                 Command::new(mosquitto_binary())
                     .arg("-c")
                     .arg(&conf)
@@ -135,6 +190,59 @@ impl TestBroker {
 impl Drop for TestBroker {
     fn drop(&mut self) {
         self.kill();
+        if let Some(proxy) = self.proxy.take() {
+            proxy.abort();
+        }
+    }
+}
+
+/// A TLS-terminating proxy: TLS on one port, plain MQTT to the broker behind it.
+mod tls_proxy {
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
+    use tokio_rustls::TlsAcceptor;
+
+    use super::TlsFiles;
+
+    pub fn start(tls: &TlsFiles, port: u16, backend: u16) -> JoinHandle<()> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(&tls.cert).expect("server cert").map(|c| c.expect("server cert")).collect();
+        let key = PrivateKeyDer::from_pem_file(&tls.key).expect("server key");
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if tls.require_client_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(&tls.ca).expect("ca") {
+                roots.add(c.expect("ca")).expect("ca");
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let acceptor = TlsAcceptor::from(Arc::new(builder.with_single_cert(certs, key).expect("server config")));
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the TLS proxy");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let listener = TcpListener::from_std(listener).expect("tokio listener");
+        tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else { continue };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(socket).await else { return };
+                    let Ok(mut plain) = TcpStream::connect(("127.0.0.1", backend)).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        })
     }
 }
 
@@ -186,7 +294,12 @@ pub struct Watcher {
 impl Watcher {
     /// Connects and subscribes (QoS 1); returns once the subscription is acknowledged.
     pub async fn connect(broker: &TestBroker, filters: &[&str]) -> Watcher {
-        let mut options = MqttOptions::new(unique("watcher"), "127.0.0.1", broker.port);
+        Self::connect_port(broker.port, filters).await
+    }
+
+    /// Like [`Watcher::connect`], to any broker on 127.0.0.1.
+    pub async fn connect_port(port: u16, filters: &[&str]) -> Watcher {
+        let mut options = MqttOptions::new(unique("watcher"), "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5)).set_max_packet_size(4 << 20, 4 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -373,6 +486,11 @@ pub struct BridgeProcess {
 impl BridgeProcess {
     /// Writes `toml` to a file in `dir` and starts `hub2mqtt run` with it (logs to a file in `dir`).
     pub fn start(dir: &Path, toml: &str, log_level: &str) -> BridgeProcess {
+        Self::start_with_env(dir, toml, log_level, &[])
+    }
+
+    /// Like [`BridgeProcess::start`], with extra environment variables.
+    pub fn start_with_env(dir: &Path, toml: &str, log_level: &str, env: &[(&str, &str)]) -> BridgeProcess {
         let config_path = dir.join("config.toml");
         std::fs::write(&config_path, toml).expect("write config");
         let log_path = dir.join("hub2mqtt.log");
@@ -381,6 +499,7 @@ impl BridgeProcess {
             .args(["run", "--config"])
             .arg(&config_path)
             .args(["--log-level", log_level])
+            .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
