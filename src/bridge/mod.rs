@@ -15,7 +15,7 @@ pub mod commands;
 pub mod events;
 pub mod registry;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -84,6 +84,8 @@ pub struct Bridge {
     next_command: u64,
     connected: bool,
     backlog: VecDeque<BridgeEvent>,
+    /// Deletions (empty retained messages) decided while disconnected, sent on the next connection.
+    pending_clears: BTreeSet<String>,
     published_info: Option<Bytes>,
     birth_at: Option<Instant>,
     warned_unknown: HashSet<String>,
@@ -107,6 +109,7 @@ impl Bridge {
             next_command: 0,
             connected: false,
             backlog: VecDeque::new(),
+            pending_clears: BTreeSet::new(),
             published_info: None,
             birth_at: None,
             warned_unknown: HashSet::new(),
@@ -240,7 +243,12 @@ impl Bridge {
         match message {
             Inbound::Connected => {
                 self.connected = true;
-                let mut out = self.everything();
+                let everything = self.everything();
+                let republished: HashSet<&str> = everything.iter().map(|m| m.topic.as_str()).collect();
+                let clears = std::mem::take(&mut self.pending_clears);
+                let mut out: Vec<Outgoing> =
+                    clears.into_iter().filter(|t| !republished.contains(t.as_str())).map(Outgoing::clear).collect();
+                out.extend(everything);
                 while let Some(event) = self.backlog.pop_front() {
                     out.push(Outgoing {
                         topic: self.topics.bridge_event(),
@@ -388,12 +396,23 @@ impl Bridge {
         out
     }
 
-    /// Queues messages on the MQTT session; nothing while disconnected (the next connection re-announces).
-    async fn publish(&mut self, mqtt: &Publisher, out: Vec<Outgoing>) {
-        if !self.connected {
-            return;
+    /// What goes to the broker now: everything while connected. While disconnected nothing (the next
+    /// connection re-announces everything), except that deletions are kept for it.
+    fn gate(&mut self, out: Vec<Outgoing>) -> Vec<Outgoing> {
+        if self.connected {
+            return out;
         }
         for message in out {
+            if message.retain && message.payload.is_empty() {
+                self.pending_clears.insert(message.topic);
+            }
+        }
+        Vec::new()
+    }
+
+    /// Queues messages on the MQTT session.
+    async fn publish(&mut self, mqtt: &Publisher, out: Vec<Outgoing>) {
+        for message in self.gate(out) {
             if let Err(e) = mqtt.publish(&message.topic, message.payload, message.retain).await {
                 tracing::error!("cannot queue an MQTT publish (the session has stopped): {e}");
                 return;
@@ -417,4 +436,81 @@ async fn await_outcome(pending: Pending, rx: oneshot::Receiver<CommandOutcome>) 
         Err(_) => Err(CommandError::Timeout(format!("no answer from the hub within {} s", OUTCOME_DEADLINE.as_secs()))),
     };
     (pending, outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{DeviceSpec, EntityKind, EntitySpec, SensorSpec};
+
+    fn bridge() -> Bridge {
+        Bridge::new(&BridgeSettings { base_topic: "h".into(), discovery_prefix: "ha".into(), discovery: true })
+    }
+
+    fn plug(with_power: bool) -> HubEvent {
+        let mut spec = DeviceSpec::new("p1", "Plug");
+        spec.entities.push(EntitySpec::new("switch", None, EntityKind::Switch));
+        if with_power {
+            spec.entities.push(EntitySpec::new("power", Some("Power"), EntityKind::Sensor(SensorSpec::default())));
+        }
+        HubEvent::Device(Box::new(spec))
+    }
+
+    fn topics(out: &[Outgoing]) -> Vec<&str> {
+        out.iter().map(|m| m.topic.as_str()).collect()
+    }
+
+    #[test]
+    fn nothing_is_published_while_disconnected_but_deletions_wait_for_the_connection() {
+        let mut b = bridge();
+        let hub = b.add_hub("hub", "Hub");
+        drop(hub);
+        let out = b.on_mqtt(Inbound::Connected);
+        assert!(topics(&out).contains(&"h/bridge/info"));
+        let out = b.on_hub_event(0, plug(true));
+        assert!(topics(&out).contains(&"ha/sensor/p1/power/config"));
+        assert_eq!(b.gate(out).len(), 4, "connected: everything goes out");
+
+        b.on_mqtt(Inbound::Disconnected);
+        let out = b.on_hub_event(0, plug(false));
+        assert_eq!(b.gate(out), Vec::new(), "disconnected: nothing goes out");
+        let problem = b.on_hub_event(0, HubEvent::Problem { device: None, reason: "login failed".into() });
+        assert!(b.gate(problem).is_empty());
+
+        let out = b.on_mqtt(Inbound::Connected);
+        let ts = topics(&out);
+        assert_eq!(ts[0], "ha/sensor/p1/power/config", "the deletion goes first");
+        assert!(out[0].payload.is_empty() && out[0].retain);
+        assert!(ts.contains(&"ha/switch/p1/switch/config") && ts.contains(&"h/p1/availability"));
+        assert_eq!(*ts.last().unwrap(), "h/bridge/event", "events kept while disconnected come last");
+    }
+
+    #[test]
+    fn a_deletion_undone_while_disconnected_is_not_sent() {
+        let mut b = bridge();
+        let _hub = b.add_hub("hub", "Hub");
+        b.on_mqtt(Inbound::Connected);
+        b.on_hub_event(0, plug(true));
+        b.on_mqtt(Inbound::Disconnected);
+        let out = b.on_hub_event(0, plug(false));
+        b.gate(out);
+        let out = b.on_hub_event(0, plug(true));
+        b.gate(out);
+        let out = b.on_mqtt(Inbound::Connected);
+        assert!(out.iter().all(|m| !m.payload.is_empty()), "no deletion of a config that is back");
+    }
+
+    #[test]
+    fn events_kept_while_disconnected_are_bounded() {
+        let mut b = bridge();
+        let _hub = b.add_hub("hub", "Hub");
+        for i in 0..EVENT_BACKLOG + 10 {
+            let out = b.on_hub_event(0, HubEvent::Problem { device: None, reason: format!("problem {i}") });
+            b.gate(out);
+        }
+        let out = b.on_mqtt(Inbound::Connected);
+        let events: Vec<&Outgoing> = out.iter().filter(|m| m.topic == "h/bridge/event").collect();
+        assert_eq!(events.len(), EVENT_BACKLOG);
+        assert!(String::from_utf8_lossy(&events[0].payload).contains("problem 10"), "the oldest are dropped");
+    }
 }

@@ -28,7 +28,7 @@ impl Outgoing {
     }
 
     /// An empty retained message: deletes the retained value (and the Home Assistant entity for configs).
-    fn clear(topic: String) -> Self {
+    pub fn clear(topic: String) -> Self {
         Outgoing { topic, payload: Bytes::new(), retain: true }
     }
 }
