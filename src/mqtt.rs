@@ -30,8 +30,11 @@ use crate::config::{MqttConfig, MqttEndpoint};
 
 /// Capacity of the client's request channel: enough for a large discovery burst between two polls.
 const REQUEST_CAPACITY: usize = 4096;
-/// Largest MQTT packet accepted or sent.
-pub const MAX_PACKET_SIZE: usize = 1024 * 1024;
+/// Largest MQTT packet accepted or sent. rumqttc drops the connection on a larger one either way, so the
+/// bridge never tries to publish one ([`MAX_PAYLOAD`]), and a larger incoming message is explained.
+pub const MAX_PACKET_SIZE: usize = 16 * 1024 * 1024;
+/// Largest payload the bridge publishes (room left for the topic and the header).
+pub const MAX_PAYLOAD: usize = MAX_PACKET_SIZE - 64 * 1024;
 /// How long shutdown waits for the broker to acknowledge `offline`.
 const OFFLINE_ACK_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -340,6 +343,12 @@ fn describe(e: &ConnectionError) -> String {
         }
         ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection ({code:?})"),
         ConnectionError::Tls(e) => format!("TLS error: {e} (check mqtt.ca_file and the broker's certificate name)"),
+        ConnectionError::MqttState(rumqttc::StateError::Deserialization(rumqttc::Error::PayloadSizeLimitExceeded(
+            pkt_size,
+        ))) => format!(
+            "a {pkt_size}-byte message arrived on a subscribed topic, more than the {MAX_PACKET_SIZE} accepted; if it is \
+             retained on a command topic, clear it (publish an empty retained message there)"
+        ),
         other => other.to_string(),
     }
 }

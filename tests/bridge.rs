@@ -332,3 +332,20 @@ async fn a_late_subscriber_sees_retained_discovery_state_and_availability() {
     assert!(late.expect("homeassistant/switch/plug_1/switch/config", WAIT).await.retain);
     s.bridge.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_command_is_refused_and_the_bridge_carries_on() {
+    let mut s = setup().await;
+    s.hub.events.device(plug("plug_1")).await.unwrap();
+    s.watcher.expect("hub2mqtt/plug_1/availability", WAIT).await;
+    s.watcher.publish("hub2mqtt/plug_1/set", vec![b'x'; 200 * 1024], false).await;
+    let event = s.watcher.expect("hub2mqtt/bridge/event", WAIT).await.json();
+    assert_eq!(event["code"], "invalid");
+    assert!(event["reason"].as_str().unwrap().contains("larger than 65536"), "{event}");
+    assert!(event["command"].as_str().unwrap().len() < 2048, "the echo is cut");
+    s.watcher.publish("hub2mqtt/plug_1/switch/set", "ON", false).await;
+    let cmd = tokio::time::timeout(WAIT, s.hub.commands.recv()).await.unwrap().unwrap();
+    assert_eq!(cmd.changes, vec![("switch".to_owned(), json!("ON"))]);
+    cmd.reply.ok();
+    s.bridge.stop().await;
+}

@@ -413,6 +413,11 @@ impl Bridge {
     /// Queues messages on the MQTT session.
     async fn publish(&mut self, mqtt: &Publisher, out: Vec<Outgoing>) {
         for message in self.gate(out) {
+            if message.payload.len() > crate::mqtt::MAX_PAYLOAD {
+                // rumqttc would drop the whole connection over it.
+                tracing::error!(topic = %message.topic, bytes = message.payload.len(), "payload too large to publish; skipped");
+                continue;
+            }
             if let Err(e) = mqtt.publish(&message.topic, message.payload, message.retain).await {
                 tracing::error!("cannot queue an MQTT publish (the session has stopped): {e}");
                 return;
