@@ -1,5 +1,7 @@
 //! The `hub2mqtt` command: parses the command line, sets up logging and signals, and runs the chosen
-//! subcommand. Exit codes: 0 success, 1 configuration or runtime error, 2 usage error.
+//! subcommand. Exit codes: 0 success, 1 runtime error (and an invalid config for `check-config`),
+//! 2 usage error, 78 (EX_CONFIG) an invalid configuration for `run`, so that a service manager stops
+//! restarting a bridge that cannot work.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,15 +74,18 @@ fn main() -> ExitCode {
     })
 }
 
-fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+/// Exit code of an invalid configuration (sysexits' EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+fn load(path: &std::path::Path, code: u8) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("hub2mqtt: {e}");
-        ExitCode::FAILURE
+        ExitCode::from(code)
     })
 }
 
 async fn run(path: &std::path::Path) -> ExitCode {
-    let config = match load(path) {
+    let config = match load(path, EXIT_CONFIG) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -100,7 +105,7 @@ fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {
-    match load(path) {
+    match load(path, 1) {
         Ok(config) => {
             println!("# {}: valid\n{}", path.display(), config.to_masked_toml());
             ExitCode::SUCCESS
@@ -110,7 +115,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 }
 
 async fn healthcheck(path: &std::path::Path) -> ExitCode {
-    let config = match load(path) {
+    let config = match load(path, 1) {
         Ok(c) => c,
         Err(code) => return code,
     };

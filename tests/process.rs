@@ -186,3 +186,13 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
     while !next(&mut heard).await.contains("STOPPING=1") {}
     assert_eq!(bridge.wait(WAIT), Some(0), "{}", bridge.log());
 }
+
+#[test]
+fn run_with_an_invalid_config_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\ntypo = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hub2mqtt")).arg("run").arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mqtt.typo: unknown field"));
+}
