@@ -1,6 +1,8 @@
 //! iKuai routers: the HTTP client, the response model, the poller and the mapping of router data to
 //! devices, entities and states. Knows nothing of MQTT.
 
+pub mod model;
+
 use tokio_util::sync::CancellationToken;
 
 use crate::config::IkuaiConfig;
