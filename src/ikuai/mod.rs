@@ -1,6 +1,7 @@
 //! iKuai routers: the HTTP client, the response model, the poller and the mapping of router data to
 //! devices, entities and states. Knows nothing of MQTT.
 
+pub mod client;
 pub mod model;
 
 use tokio_util::sync::CancellationToken;
