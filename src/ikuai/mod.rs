@@ -2,7 +2,9 @@
 //! devices, entities and states. Knows nothing of MQTT.
 
 pub mod client;
+pub mod mapping;
 pub mod model;
+pub mod presence;
 
 use tokio_util::sync::CancellationToken;
 
