@@ -124,7 +124,7 @@ fn num(x: f64) -> Value {
 }
 
 /// The latest day of `dns_cache` (the row with the greatest date; the running total has date `0`).
-fn dns_today<'a>(r: &'a RouterReadings) -> Option<&'a DnsCacheDay> {
+fn dns_today(r: &RouterReadings) -> Option<&DnsCacheDay> {
     r.dns_cache
         .rows()
         .iter()
