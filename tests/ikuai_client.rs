@@ -128,6 +128,22 @@ async fn wrong_password_is_a_clear_error_naming_the_router() {
 }
 
 #[tokio::test]
+async fn concurrent_calls_share_one_refused_login() {
+    let sim = router(SimOptions::default()).await;
+    let c = Arc::new(Client::new(&config(&sim, "not-the-password")).unwrap());
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.call("homepage", &["sysstat"], &[]).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap().unwrap_err().is_login_refused());
+    }
+    assert_eq!(sim.stats().logins_failed, 1);
+}
+
+#[tokio::test]
 async fn http_500_and_malformed_answers_are_typed_errors() {
     let sim = router(SimOptions::default()).await;
     let c = client(&sim);

@@ -124,6 +124,14 @@ pub fn pass_field(passwd: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("salt_11{passwd}"))
 }
 
+/// The session and the outcome of the last login.
+#[derive(Default)]
+struct Session {
+    key: Option<String>,
+    finished: u64,
+    last_error: Option<ClientError>,
+}
+
 /// One router's HTTP client. Cheap to share behind an `Arc`; calls may run concurrently (at most
 /// [`MAX_IN_FLIGHT`] reach the router at once).
 pub struct Client {
@@ -134,7 +142,9 @@ pub struct Client {
     pass: String,
     timeout: Duration,
     http: reqwest::Client,
-    session: Mutex<Option<String>>,
+    session: Mutex<Session>,
+    /// Logins finished (mirror of `Session::finished`, readable without the lock).
+    logins_finished: AtomicU64,
     permits: Semaphore,
     logins: AtomicU64,
     envelope: std::sync::Mutex<Option<Envelope>>,
@@ -181,7 +191,8 @@ impl Client {
             pass,
             timeout,
             http,
-            session: Mutex::new(None),
+            session: Mutex::new(Session::default()),
+            logins_finished: AtomicU64::new(0),
             permits: Semaphore::new(MAX_IN_FLIGHT),
             logins: AtomicU64::new(0),
             envelope: std::sync::Mutex::new(None),
@@ -204,15 +215,29 @@ impl Client {
 
     /// Forgets the session, so that the next call logs in first.
     pub async fn forget_session(&self) {
-        *self.session.lock().await = None;
+        self.session.lock().await.key = None;
     }
 
     /// Logs in now (replacing any session).
     pub async fn login(&self) -> Result<(), ClientError> {
         let _permit = self.permits.acquire().await;
         let mut session = self.session.lock().await;
-        *session = Some(self.post_login().await?);
-        Ok(())
+        self.login_locked(&mut session).await.map(|_| ())
+    }
+
+    async fn login_locked(&self, session: &mut Session) -> Result<String, ClientError> {
+        session.key = None;
+        let outcome = self.post_login().await;
+        session.finished += 1;
+        self.logins_finished.store(session.finished, Ordering::SeqCst);
+        match &outcome {
+            Ok(key) => {
+                session.key = Some(key.clone());
+                session.last_error = None;
+            }
+            Err(e) => session.last_error = Some(e.clone()),
+        }
+        outcome
     }
 
     /// `func_name` with `action: "show"` and `param: {TYPE: types joined by ",", ...extra}`; the `Data`
@@ -230,13 +255,16 @@ impl Client {
             param.insert((*k).to_owned(), v.clone());
         }
         let body = json!({ "func_name": func, "action": "show", "param": param });
+        // Before queueing: a login that fails while this call waits is this call's answer too.
+        let logins_seen = self.logins_finished.load(Ordering::SeqCst);
         let _permit = self.permits.acquire().await;
-        let key = self.session_key(None).await?;
+        let key = self.session_key(None, logins_seen).await?;
         match self.post_call(func, &key, &body).await? {
             Some(data) => Ok(data),
             None => {
                 tracing::debug!(router = %self.router, func, "session expired; logging in again");
-                let key = self.session_key(Some(&key)).await?;
+                let logins_seen = self.logins_finished.load(Ordering::SeqCst);
+                let key = self.session_key(Some(&key), logins_seen).await?;
                 self.post_call(func, &key, &body)
                     .await?
                     .ok_or_else(|| ClientError::SessionRejected { router: self.router.clone() })
@@ -245,18 +273,22 @@ impl Client {
     }
 
     /// The current session key, logging in when there is none or when it is `stale` (a key the router
-    /// just refused; another call may already have replaced it).
-    async fn session_key(&self, stale: Option<&str>) -> Result<String, ClientError> {
+    /// just refused; another call may already have replaced it). Calls waiting while another one logs in
+    /// share its outcome: a refused login is tried once, not once per waiting call (`logins_seen` is the
+    /// number of logins finished when the caller started waiting).
+    async fn session_key(&self, stale: Option<&str>, logins_seen: u64) -> Result<String, ClientError> {
         let mut session = self.session.lock().await;
-        match session.as_deref() {
-            Some(key) if Some(key) != stale => Ok(key.to_owned()),
-            _ => {
-                *session = None;
-                let key = self.post_login().await?;
-                *session = Some(key.clone());
-                Ok(key)
-            }
+        if let Some(key) = session.key.as_deref()
+            && Some(key) != stale
+        {
+            return Ok(key.to_owned());
         }
+        if session.finished > logins_seen
+            && let Some(e) = &session.last_error
+        {
+            return Err(e.clone());
+        }
+        self.login_locked(&mut session).await
     }
 
     fn url(&self, path: &str) -> url::Url {
