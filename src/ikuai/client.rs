@@ -165,8 +165,8 @@ impl Client {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        // Until the application installs it at start-up; installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // The application installs it at start-up too; tests and embedders may build a client first.
+        crate::install_crypto_provider();
         let timeout = Duration::from_secs(cfg.timeout_s.max(1));
         let mut http = reqwest::Client::builder()
             .timeout(timeout)

@@ -979,6 +979,11 @@ mod tests {
                 }
             }
         }
+        // And the bridge's own check of what Home Assistant accepts, with app and QoS sensors on.
+        let all = IkuaiConfig { app_traffic: true, qos_traffic: true, ..cfg() };
+        for e in router_view(&all, &readings(), &mut Oddities::default()).entities {
+            crate::hass::discovery::validate_entity(&e).unwrap_or_else(|m| panic!("{}: {m}", e.key));
+        }
         let keys: std::collections::HashSet<&str> = view.entities.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys.len(), view.entities.len(), "duplicate keys");
         assert!(keys.iter().all(|k| k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));

@@ -411,6 +411,9 @@ mod tests {
         let tracker = d.entity(TRACKER_KEY).unwrap();
         assert_eq!((tracker.kind.clone(), tracker.name.clone()), (EntityKind::DeviceTracker, None));
         assert!(d.entity("upload_rate").is_some() && d.entity("download_rate").is_some());
+        for e in &d.entities {
+            crate::hass::discovery::validate_entity(e).unwrap_or_else(|m| panic!("{}: {m}", e.key));
+        }
         let s = client_state(&cfg, &redmi, true);
         assert_eq!(s["presence"], "home");
         assert_eq!(s["upload_rate"], json!(271));
