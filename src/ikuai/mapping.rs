@@ -1123,4 +1123,18 @@ mod tests {
         assert_eq!(iso_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso_utc(951_782_400), "2000-02-29T00:00:00Z");
     }
+
+    #[test]
+    fn the_user_documentation_lists_every_entity() {
+        let doc = include_str!("../../docs/ikuai.md");
+        let keys = ROUTER_SENSORS
+            .iter()
+            .map(|s| s.key.to_owned())
+            .chain(LIST_SENSORS.iter().map(|s| s.key.to_owned()))
+            .chain(WAN_SENSORS.iter().map(|s| format!("wan1_{}", s.suffix)))
+            .chain(LAN_SENSORS.iter().map(|s| format!("lan1_{}", s.suffix)));
+        for key in keys {
+            assert!(doc.contains(&format!("`{key}`")), "docs/ikuai.md does not list `{key}`");
+        }
+    }
 }

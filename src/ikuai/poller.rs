@@ -593,6 +593,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn thousands_of_clients_are_read_page_by_page() {
+        let options = SimOptions { password: "pw-1234".into(), clients: Some(3000), ..SimOptions::default() };
+        let sim = SimRouter::start(options).await.unwrap();
+        let mut run = start(IkuaiConfig { track_clients: true, ..cfg(&sim, "pw-1234") });
+        let mut devices = HashSet::new();
+        let mut homes = HashSet::new();
+        while homes.len() < 3000 {
+            match run.next().await {
+                HubEvent::Device(d) if d.id != "ikuai_home" => {
+                    devices.insert(d.id.clone());
+                }
+                HubEvent::State { device, values } if device != "ikuai_home" && values["presence"] == "home" => {
+                    homes.insert(device);
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(devices.len(), 3000);
+        // 2999 IPv4 rows in pages of 1000, 751 IPv6 rows in one page, merged by MAC.
+        let by_func = sim.stats().calls_by_func;
+        // (Three IPv4 calls per IPv6 call, however many polls have run by now.)
+        let (v4, v6) = (by_func["monitor_lanip"], by_func["monitor_lanipv6"]);
+        assert!(v6 >= 1 && v4 == 3 * v6, "{by_func:?}");
+        run.stop().await;
+    }
+
+    #[tokio::test]
     async fn hanging_router_times_out_to_offline() {
         let sim = SimRouter::start(SimOptions { password: "pw-1234".into(), ..SimOptions::default() }).await.unwrap();
         let mut run = start(IkuaiConfig { timeout_s: 1, ..cfg(&sim, "pw-1234") });
