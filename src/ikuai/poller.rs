@@ -577,7 +577,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_leaves_after_the_grace_period() {
         let sim = SimRouter::start(SimOptions { password: "pw-1234".into(), ..SimOptions::default() }).await.unwrap();
-        let mut run = start(IkuaiConfig { track_clients: true, consider_home_s: 3, ..cfg(&sim, "pw-1234") });
+        let mut run = start(IkuaiConfig { track_clients: true, consider_home_s: 4, ..cfg(&sim, "pw-1234") });
         let redmi = "ikuai_home_366e2413ba6e";
         run.until(
             "redmi home",
@@ -587,7 +587,7 @@ mod tests {
         sim.remove_client("36:6e:24:13:ba:6e");
         let removed = Instant::now();
         let e = run.until("redmi away", |e| matches!(e, HubEvent::State { device, values } if device == redmi && values["presence"] == "not_home")).await;
-        // Not before the grace period (less the poll interval during which it may already have been gone).
+        // Not before the grace period, less the time since the last poll that listed it (a poll or two).
         assert!(removed.elapsed() >= Duration::from_secs(2), "{e:?} after {:?}", removed.elapsed());
         run.stop().await;
     }
