@@ -349,3 +349,27 @@ async fn an_oversized_command_is_refused_and_the_bridge_carries_on() {
     cmd.reply.ok();
     s.bridge.stop().await;
 }
+
+#[tokio::test]
+async fn availability_left_online_by_a_previous_run_is_corrected() {
+    let broker = TestBroker::start();
+    let mut watcher = Watcher::connect(&broker, &["hub2mqtt/#"]).await;
+    // What a previous run left behind: a device online, whose hub is unreachable this time.
+    watcher.publish("hub2mqtt/old_router/availability", "online", true).await;
+    watcher.publish("hub2mqtt/plug_1/availability", "online", true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = App::new(test_config(&broker, dir.path()));
+    let hub = app.add_hub("test_hub", "Test hub");
+    hub.events.device(plug("plug_1")).await.unwrap();
+    let bridge = start_app(app);
+    watcher.expect_where("hub2mqtt/old_router/availability", |m| m.text() == "offline", WAIT).await;
+    let mut late =
+        Watcher::connect(&broker, &["hub2mqtt/old_router/availability", "hub2mqtt/plug_1/availability"]).await;
+    assert_eq!(late.expect("hub2mqtt/old_router/availability", WAIT).await.text(), "offline");
+    assert_eq!(
+        late.expect("hub2mqtt/plug_1/availability", WAIT).await.text(),
+        "online",
+        "an announced device stays online"
+    );
+    bridge.stop().await;
+}

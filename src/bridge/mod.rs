@@ -135,10 +135,12 @@ impl Bridge {
         self.liveness_tx.clone()
     }
 
-    /// The filters the MQTT session subscribes to on every connection.
+    /// The filters the MQTT session subscribes to on every connection: commands, Home Assistant's status,
+    /// and availability (to correct what a previous run left retained).
     pub fn subscriptions(&self) -> Vec<String> {
         let mut filters = self.topics.command_filters();
         filters.push(self.topics.ha_status());
+        filters.push(self.topics.availability("+"));
         filters
     }
 
@@ -274,6 +276,15 @@ impl Bridge {
                     return Vec::new();
                 }
                 let mut out = Vec::new();
+                if let Some(device) = self.topics.availability_device(&topic) {
+                    // A retained `online` from a previous run for a device this run has not announced (its
+                    // hub unreachable since the start): not true any more.
+                    if retain && &payload[..] == b"online" && self.registry.get(device).is_none() {
+                        tracing::info!(%device, "marking a device from a previous run offline until its hub reports it");
+                        out.push(Outgoing { topic, payload: Bytes::from_static(b"offline"), retain: true });
+                    }
+                    return out;
+                }
                 self.on_command(topic, payload, retain, &mut out);
                 out
             }

@@ -55,6 +55,12 @@ impl Topics {
         format!("{}/{}/availability", self.base, device)
     }
 
+    /// The device id of an availability topic (`<base>/<device>/availability`).
+    pub fn availability_device<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let device = topic.strip_prefix(&self.base)?.strip_prefix('/')?.strip_suffix("/availability")?;
+        (!device.is_empty() && !device.contains('/')).then_some(device)
+    }
+
     /// `<base>/<device>/<key>`: an entity's own state, for entities whose Home Assistant schema reads a
     /// whole payload (JSON lights).
     pub fn entity_state(&self, device: &str, key: &str) -> String {
@@ -115,5 +121,8 @@ mod tests {
         assert_eq!(t.discovery("sensor", "dev", "cpu"), "homeassistant/sensor/dev/cpu/config");
         assert_eq!(t.ha_status(), "homeassistant/status");
         assert!(t.command_filters().iter().all(|f| f.starts_with("hub2mqtt/+/")));
+        assert_eq!(t.availability_device("hub2mqtt/dev/availability"), Some("dev"));
+        assert_eq!(t.availability_device("hub2mqtt/a/b/availability"), None);
+        assert_eq!(t.availability_device("other/dev/availability"), None);
     }
 }
