@@ -656,21 +656,10 @@ fn looks_like_wan(name: &str) -> bool {
     n.starts_with("wan") || n.starts_with("vwan") || n.starts_with("adsl") || n.starts_with("pppoe")
 }
 
-/// `epoch` seconds as ISO 8601 UTC (`2025-01-18T12:01:35Z`).
+/// `epoch` seconds as ISO 8601 UTC (`2025-01-18T12:01:35Z`); times before 1970 clamp to the epoch.
 pub fn iso_utc(epoch: i64) -> String {
-    let days = epoch.div_euclid(86_400);
-    let secs = epoch.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    let since = std::time::Duration::from_secs(u64::try_from(epoch).unwrap_or(0));
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + since).to_string()
 }
 
 fn entity(key: String, name: String, kind: Kind, diagnostic: bool, icon: Option<&str>) -> EntitySpec {
@@ -1126,7 +1115,7 @@ mod tests {
 
     #[test]
     fn the_user_documentation_lists_every_entity() {
-        let doc = include_str!("../../docs/ikuai.md");
+        let doc = include_str!("../../README.md");
         let keys = ROUTER_SENSORS
             .iter()
             .map(|s| s.key.to_owned())
@@ -1134,7 +1123,7 @@ mod tests {
             .chain(WAN_SENSORS.iter().map(|s| format!("wan1_{}", s.suffix)))
             .chain(LAN_SENSORS.iter().map(|s| format!("lan1_{}", s.suffix)));
         for key in keys {
-            assert!(doc.contains(&format!("`{key}`")), "docs/ikuai.md does not list `{key}`");
+            assert!(doc.contains(&format!("`{key}`")), "README.md does not list `{key}`");
         }
     }
 }
