@@ -9,13 +9,19 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, IkuaiConfig};
+use crate::secret::Secret;
+use crate::sim::ikuai::{SimOptions, SimRouter};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// Port of the embedded MQTT broker (a free one is chosen if it is taken).
     #[arg(long, default_value_t = 1883)]
     pub port: u16,
+    /// Address the embedded broker listens on; 0.0.0.0 lets a Home Assistant on another machine connect
+    /// (the embedded broker has no authentication).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub duration: Option<u64>,
@@ -26,6 +32,8 @@ pub struct DemoArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
+    #[error("cannot start the simulated {what}: {source}")]
+    Simulator { what: &'static str, source: std::io::Error },
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -34,12 +42,12 @@ pub enum DemoError {
     Port(std::io::Error),
 }
 
-/// A free port on 127.0.0.1: `wanted` if it is free, else one the OS picks.
-fn free_port(wanted: u16) -> Result<u16, std::io::Error> {
-    if TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], wanted))).is_ok() {
+/// A free port on `ip`: `wanted` if it is free, else one the OS picks.
+fn free_port(ip: std::net::IpAddr, wanted: u16) -> Result<u16, std::io::Error> {
+    if TcpListener::bind(SocketAddr::new(ip, wanted)).is_ok() {
         return Ok(wanted);
     }
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(TcpListener::bind(SocketAddr::new(ip, 0))?.local_addr()?.port())
 }
 
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<(), DemoError> {
@@ -55,25 +63,48 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<(), Demo
             (ep.host, ep.port)
         }
         None => {
-            let port = free_port(args.port).map_err(DemoError::Port)?;
+            let port = free_port(args.bind, args.port).map_err(DemoError::Port)?;
             if port != args.port {
                 println!("Port {} is taken; the embedded broker uses {port} instead.", args.port);
             }
             config.mqtt.embedded = true;
-            config.mqtt.embedded_listen = format!("127.0.0.1:{port}");
-            ("127.0.0.1".to_owned(), port)
+            config.mqtt.embedded_listen = SocketAddr::new(args.bind, port).to_string();
+            let host =
+                if args.bind.is_unspecified() { "<this machine's address>".to_owned() } else { args.bind.to_string() };
+            (host, port)
         }
     };
     config.mqtt.client_id = format!("hub2mqtt-demo-{}", std::process::id());
+
+    // The simulated hubs live as long as the demo does.
+    let router = SimRouter::start(SimOptions::demo())
+        .await
+        .map_err(|source| DemoError::Simulator { what: "iKuai router", source })?;
+    config.ikuai.push(IkuaiConfig {
+        id: "demo".into(),
+        name: Some("iKuai demo router".into()),
+        url: router.url(),
+        password: Some(Secret::new(SimOptions::demo().password)),
+        poll_interval_s: 5,
+        track_clients: true,
+        consider_home_s: 30,
+        client_rate_sensors: true,
+        app_traffic: true,
+        ..IkuaiConfig::default()
+    });
     config.validate().map_err(|(key, message)| crate::config::ConfigError { file: "demo".into(), key, message })?;
 
     let base = &config.mqtt.base_topic;
     println!(
         "hub2mqtt demo\n\
-         \n  MQTT broker:   mqtt://{host}:{port}\
-         \n  Watch it:      mosquitto_sub -h {host} -p {port} -t '{base}/#' -t 'homeassistant/#' -v\
-         \n  Home Assistant: add the MQTT integration with broker {host}, port {port}; the devices appear by themselves.\
-         \n\n  Stop with Ctrl-C.\n"
+         \n  MQTT broker:     mqtt://{host}:{port}\
+         \n  Watch it:        mosquitto_sub -h {host} -p {port} -t '{base}/#' -t 'homeassistant/#' -v\
+         \n  Router state:    mosquitto_sub -h {host} -p {port} -t '{base}/ikuai_demo' -v\
+         \n  Simulated hubs:  iKuai router at {} (admin/admin, 12 LAN clients coming and going)\
+         \n  Home Assistant:  add the MQTT integration with broker {host}, port {port}; the devices appear by themselves\
+         \n                   (a Home Assistant on another machine: run the demo with --bind 0.0.0.0)\
+         \n\n  Stop with Ctrl-C.\n",
+        router.url()
     );
 
     let stop = CancellationToken::new();
@@ -89,11 +120,13 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<(), Demo
         _ = deadline => {}
     }
     stop.cancel();
-    match app.await {
-        Ok(result) => Ok(result?),
+    let result = match app.await {
+        Ok(result) => result.map_err(DemoError::from),
         Err(e) => {
             tracing::error!("the demo's bridge task failed: {e}");
             Ok(())
         }
-    }
+    };
+    router.stop().await;
+    result
 }
