@@ -1,6 +1,16 @@
 //! The eWeLink (CoolKit) cloud: signing, HTTP API v1 and v2, the WebSocket session and its supervision,
 //! the uiid capability table, and timers. Knows nothing of MQTT.
 
+pub mod auth;
+pub mod devices;
+pub mod error;
+pub mod http;
+pub mod pace;
+pub mod session;
+pub mod sign;
+pub mod timers;
+pub mod ws;
+
 use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;
