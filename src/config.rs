@@ -390,7 +390,12 @@ impl Config {
                     })?;
                     format!("{section}[{index}].{}", key.to_lowercase())
                 }
-                _ => return Err(err(&name, format!("unknown section `{section}` (expected mqtt, bridge, ikuai or ewelink)"))),
+                _ => {
+                    return Err(err(
+                        &name,
+                        format!("unknown section `{section}` (expected mqtt, bridge, ikuai or ewelink)"),
+                    ));
+                }
             };
             let key = path.rsplit('.').next().unwrap_or_default();
             builder = if LIST_KEYS.contains(&key) {
@@ -461,7 +466,8 @@ impl Config {
             if value.is_some() {
                 return Err(err(format!("set either {key} or {key}_file, not both")));
             }
-            let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
             let text = text.trim_end_matches(['\r', '\n']);
             if text.is_empty() {
                 return Err(err(format!("{} is empty", path.display())));
@@ -560,7 +566,10 @@ impl Config {
             match (&a.email, &a.phone) {
                 (Some(_), Some(_)) => return Err((k("phone"), "set either email or phone, not both".into())),
                 (None, None) if !has_session => {
-                    return Err((k("email"), "required: email or phone with password, or access_token and api_key".into()));
+                    return Err((
+                        k("email"),
+                        "required: email or phone with password, or access_token and api_key".into(),
+                    ));
                 }
                 _ => {}
             }

@@ -135,7 +135,11 @@ impl EntitySpec {
     pub fn accepts_commands(&self) -> bool {
         matches!(
             self.kind,
-            EntityKind::Switch | EntityKind::Light(_) | EntityKind::Button { .. } | EntityKind::Fan(_) | EntityKind::Cover(_)
+            EntityKind::Switch
+                | EntityKind::Light(_)
+                | EntityKind::Button { .. }
+                | EntityKind::Fan(_)
+                | EntityKind::Cover(_)
         )
     }
 }
@@ -182,7 +186,11 @@ pub struct SensorSpec {
 
 impl SensorSpec {
     /// A sensor with a device class, unit and state class, the usual triple.
-    pub fn measured(device_class: Option<SensorClass>, unit: Option<&'static str>, state_class: Option<StateClass>) -> Self {
+    pub fn measured(
+        device_class: Option<SensorClass>,
+        unit: Option<&'static str>,
+        state_class: Option<StateClass>,
+    ) -> Self {
         SensorSpec { device_class, unit, state_class, ..SensorSpec::default() }
     }
 }
@@ -268,8 +276,9 @@ pub struct CoverSpec {
 /// What an adapter reports to the bridge.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HubEvent {
-    /// A device appeared or changed (name, firmware, entity list).
-    Device(DeviceSpec),
+    /// A device appeared or changed (name, firmware, entity list). Boxed: announcements are rare and
+    /// large, states are frequent and small. Use [`HubEvents::device`].
+    Device(Box<DeviceSpec>),
     /// A device is gone for good: its entities are removed from Home Assistant.
     DeviceRemoved { device: String },
     /// New values for some keys of a device's state object; other keys keep their last value.
@@ -394,7 +403,7 @@ impl HubEvents {
     }
 
     pub async fn device(&self, spec: DeviceSpec) -> Result<(), BridgeGone> {
-        self.send(HubEvent::Device(spec)).await
+        self.send(HubEvent::Device(Box::new(spec))).await
     }
 
     pub async fn state(&self, device: &str, values: Map<String, Value>) -> Result<(), BridgeGone> {

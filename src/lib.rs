@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod bridge;
 pub mod broker;
 pub mod config;
+pub mod demo;
 pub mod ewelink;
 pub mod hass;
 pub mod hub;
@@ -21,3 +22,9 @@ pub mod sim;
 
 /// The version shown by `--version`, in discovery `origin` blocks and on the bridge device.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Installs ring as the process's rustls crypto provider (every TLS connection uses it: MQTT, the routers'
+/// HTTPS, the cloud's HTTPS and WebSocket). Idempotent; call it before the first TLS connection.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
