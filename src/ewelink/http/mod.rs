@@ -147,8 +147,8 @@ impl Http {
         app_secret: Secret,
         pace: PaceRules,
     ) -> Result<Http, CloudError> {
-        // reqwest is built without a default TLS crypto provider; installing ring is idempotent.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest is built without a default TLS crypto provider (idempotent).
+        crate::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(20))
@@ -326,7 +326,7 @@ impl Http {
         let path = url::Url::parse(url)
             .map(|u| u.path().to_owned())
             .map_err(|e| CloudError::Protocol(format!("bad URL: {e}")))?;
-        self.pacer.wait(&path).await;
+        let _paced = self.pacer.hold(&path).await;
         let mut req = self.client.request(method, url).header("Content-Type", "application/json");
         for (name, value) in headers {
             req = req.header(*name, value);

@@ -202,6 +202,7 @@ fn v2_headers(shared: &Shared, req: &Req) -> Result<(), Value> {
 
 fn login_answer(shared: &Shared, login_field: (&str, &str)) -> Value {
     let (at, rt) = shared.issue_tokens();
+    let region = shared.state().account_region.clone();
     AtomicCounters::bump(&shared.counters.logins);
     json!({
         "at": at, "rt": rt,
@@ -210,7 +211,7 @@ fn login_answer(shared: &Shared, login_field: (&str, &str)) -> Value {
                  "location": "sim", "offlineTime": "2019-05-16T10:51:22.090Z",
                  "appInfos": [{"appVersion": "3.6.1", "os": "android"}], "nickname": "sim",
                  "createdAt": "2019-03-25T03:36:51.335Z", "apikey": USER_APIKEY},
-        "region": shared.opts.region,
+        "region": region,
     })
 }
 
@@ -276,7 +277,7 @@ fn v1_signed_get(shared: &Shared, req: &Req) -> Result<(), Value> {
 fn v1_region(shared: &Shared, req: &Req) -> Answer {
     v1_signed_get(shared, req)?;
     let requestid = format!("{}-{}", req.q("nonce").unwrap_or(""), req.q("ts").unwrap_or(""));
-    let region = shared.state().redirect.as_ref().map(|(r, _)| r.clone()).unwrap_or(shared.opts.region.clone());
+    let region = shared.state().account_region.clone();
     Ok(json!({"region": region, "error": 0, "requestid": requestid}))
 }
 
@@ -319,7 +320,7 @@ fn login_answer_user(shared: &Shared) -> Map<String, Value> {
         "user".into(),
         json!({"_id": "5c984cd3dc8295fa0ef3e592", "apikey": USER_APIKEY, "appId": shared.opts.app_id}),
     );
-    m.insert("region".into(), json!(shared.opts.region));
+    m.insert("region".into(), json!(shared.state().account_region));
     m
 }
 

@@ -172,9 +172,12 @@ impl SimCloud {
         self.shared.revoke_access_tokens();
     }
 
-    /// The next `n` logins answer a redirect to `region` (301 in v1, 10004 in v2).
+    /// The account moved to `region`: the next `n` logins answer a redirect there (301 in v1, 10004 in v2),
+    /// and logins report it as the account's region.
     pub fn redirect_logins(&self, region: &str, n: usize) {
-        self.shared.state().redirect = Some((region.to_owned(), n));
+        let mut st = self.shared.state();
+        st.redirect = Some((region.to_owned(), n));
+        st.account_region = region.to_owned();
     }
 
     /// The next `n` WebSocket handshakes fail with 406 "logged in elsewhere".

@@ -126,6 +126,8 @@ pub(super) struct Inner {
     nonces: HashSet<String>,
     nonce_order: VecDeque<String>,
     pub redirect: Option<(String, usize)>,
+    /// The account's region, reported by logins (changed by a redirect).
+    pub account_region: String,
     pub forbid_password_login: bool,
     pub quota_exceeded: bool,
     pub refuse_sockets: bool,
@@ -149,7 +151,7 @@ pub(super) struct Shared {
 
 impl Shared {
     pub fn new(opts: SimOptions, port: u16) -> Shared {
-        let mut inner = Inner::default();
+        let mut inner = Inner { account_region: opts.region.clone(), ..Inner::default() };
         let devices = if opts.fixtures { fixtures::all() } else { Vec::new() };
         for d in devices.into_iter().chain(fixtures::scale(opts.extra_devices)) {
             inner.devices.insert(d.deviceid.clone(), d);
