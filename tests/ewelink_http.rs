@@ -200,6 +200,31 @@ async fn a_region_redirect_is_followed_once_and_remembered() {
 }
 
 #[tokio::test]
+async fn a_v1_redirect_without_a_region_asks_the_region_query() {
+    let sim = sim().await;
+    let http = http(&sim, EwelinkApi::V1);
+    sim.redirect_logins_without_region("as", 1);
+    http.login(&email(&sim)).await.unwrap();
+    assert_eq!(http.region(), Region::As);
+    let c = sim.counters();
+    assert_eq!((c.region_redirects, c.logins, c.bad_requests), (1, 1, 0), "{c:?}");
+}
+
+#[tokio::test]
+async fn thousands_of_devices_are_listed() {
+    for api in APIS {
+        let options = SimOptions { extra_devices: 3000, ..SimOptions::default() };
+        let sim = SimCloud::start(options).await.unwrap();
+        let http = http(&sim, api);
+        let tokens = http.login(&email(&sim)).await.unwrap();
+        let devices = http.devices(&tokens.at).await.unwrap();
+        assert_eq!(devices.len(), sim.device_ids().len(), "{api:?}");
+        assert!(devices.len() > 3000);
+        assert!(devices.iter().filter(|d| d.deviceid.starts_with('a')).all(|d| d.uiid == Some(1)));
+    }
+}
+
+#[tokio::test]
 async fn an_expired_token_is_refreshed_without_a_login() {
     for api in APIS {
         let sim = sim().await;

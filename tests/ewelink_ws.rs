@@ -164,13 +164,21 @@ async fn update_is_acked_by_sequence_and_pushed_back_by_the_device() {
     let f = &frames[0];
     assert_eq!(ack["sequence"], f["sequence"], "the ack carries the request's sequence");
     assert_eq!(
-        (f["action"].as_str(), f["apikey"].as_str(), f["selfApikey"].as_str(), f["userAgent"].as_str(), f["ts"].as_u64()),
+        (
+            f["action"].as_str(),
+            f["apikey"].as_str(),
+            f["selfApikey"].as_str(),
+            f["userAgent"].as_str(),
+            f["ts"].as_u64()
+        ),
         (Some("update"), Some(USER_APIKEY), Some(USER_APIKEY), Some("app"), Some(0))
     );
     assert_eq!(f["deviceid"], ids::TWO_CHANNEL);
     assert_eq!(f["params"], json!({"switches": [{"switch": "on", "outlet": 1}]}));
     // The device pushes its new state.
-    let pushed = next_event(&mut r.events, |e| matches!(e, WsEvent::Params { deviceid, .. } if deviceid == ids::TWO_CHANNEL)).await;
+    let pushed =
+        next_event(&mut r.events, |e| matches!(e, WsEvent::Params { deviceid, .. } if deviceid == ids::TWO_CHANNEL))
+            .await;
     let WsEvent::Params { params: p, .. } = pushed else { unreachable!() };
     assert_eq!(p["switches"][1], json!({"switch": "on", "outlet": 1}));
 
@@ -236,13 +244,34 @@ async fn pushes_and_sysmsg_become_events() {
     let mut r = run(&sim, &auth).await;
     sim.push_from_device(ids::TH_RELAY, params(json!({"currentTemperature": "25.5"})));
     let e = next_event(&mut r.events, |e| matches!(e, WsEvent::Params { .. })).await;
-    assert_eq!(e, WsEvent::Params { deviceid: ids::TH_RELAY.into(), params: params(json!({"currentTemperature": "25.5"})) });
+    assert_eq!(
+        e,
+        WsEvent::Params { deviceid: ids::TH_RELAY.into(), params: params(json!({"currentTemperature": "25.5"})) }
+    );
     sim.set_online(ids::SWITCH, false);
     let e = next_event(&mut r.events, |e| matches!(e, WsEvent::Online { .. })).await;
     assert_eq!(e, WsEvent::Online { deviceid: ids::SWITCH.into(), online: false });
     sim.press_button(ids::SWITCH_UIID1);
     let e = next_event(&mut r.events, |e| matches!(e, WsEvent::Params { .. })).await;
     assert_eq!(e, WsEvent::Params { deviceid: ids::SWITCH_UIID1.into(), params: params(json!({"switch": "off"})) });
+}
+
+#[tokio::test]
+async fn an_animated_cloud_keeps_pushing_readings() {
+    let options = SimOptions { animate: Some(Duration::from_millis(100)), ..SimOptions::default() };
+    let sim = SimCloud::start(options).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = auth(&sim, EwelinkApi::V2, &dir);
+    let mut r = run(&sim, &auth).await;
+    for _ in 0..3 {
+        let e = next_event(
+            &mut r.events,
+            |e| matches!(e, WsEvent::Params { deviceid, .. } if deviceid == ids::POWER_METER),
+        )
+        .await;
+        let WsEvent::Params { params: p, .. } = e else { unreachable!() };
+        assert!(p["power"].as_str().unwrap().parse::<f64>().is_ok(), "{p:?}");
+    }
 }
 
 #[tokio::test]
@@ -326,8 +355,11 @@ async fn a_raw_client_sees_the_documented_frames() {
     socket.send(Message::text(query.to_string())).await.unwrap();
     let Message::Text(answer) = socket.next().await.unwrap().unwrap() else { panic!("not text") };
     let answer: Value = serde_json::from_str(answer.as_str()).unwrap();
-    assert_eq!(answer, json!({"error": 0, "deviceid": ids::DIMMER_44, "apikey": USER_APIKEY,
-                              "params": {"brightness": 40}, "sequence": "1585297259553"}));
+    assert_eq!(
+        answer,
+        json!({"error": 0, "deviceid": ids::DIMMER_44, "apikey": USER_APIKEY,
+                              "params": {"brightness": 40}, "sequence": "1585297259553"})
+    );
     // ts must be 0 on device requests, as the document says.
     let bad = json!({"action": "update", "deviceid": ids::DIMMER_44, "apikey": USER_APIKEY, "sequence": "1585297259554",
                      "params": {"switch": "on"}, "ts": sign::now_s(), "userAgent": "app"});

@@ -218,13 +218,22 @@ fn login_answer(shared: &Shared, login_field: (&str, &str)) -> Value {
 /// Login refusals shared by both generations: redirect, forbidden password login, account, password.
 fn login_checks(shared: &Shared, generation: Gen, body: &Map<String, Value>) -> Result<(&'static str, String), Value> {
     let bump_fail = || AtomicCounters::bump(&shared.counters.login_failures);
-    if let Some((region, n)) = shared.state().redirect.as_mut()
-        && *n > 0
-    {
-        *n -= 1;
+    let redirect = {
+        let mut st = shared.state();
+        let hide = st.redirect_hides_region;
+        match st.redirect.as_mut() {
+            Some((region, n)) if *n > 0 => {
+                *n -= 1;
+                Some((region.clone(), hide))
+            }
+            _ => None,
+        }
+    };
+    if let Some((region, hide)) = redirect {
         bump_fail();
         AtomicCounters::bump(&shared.counters.region_redirects);
         return Err(match generation {
+            Gen::V1 if hide => json!({"error": 301}),
             Gen::V1 => json!({"error": 301, "region": region}),
             Gen::V2 => json!({"error": 10004, "msg": "user is in another region", "data": {"region": region}}),
         });

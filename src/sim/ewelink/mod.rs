@@ -180,6 +180,13 @@ impl SimCloud {
         st.account_region = region.to_owned();
     }
 
+    /// Like [`SimCloud::redirect_logins`], but the v1 301 answer leaves `region` out, as the document's
+    /// error table suggests: the client has to ask `/api/user/region`.
+    pub fn redirect_logins_without_region(&self, region: &str, n: usize) {
+        self.redirect_logins(region, n);
+        self.shared.state().redirect_hides_region = true;
+    }
+
     /// The next `n` WebSocket handshakes fail with 406 "logged in elsewhere".
     pub fn fail_handshakes_406(&self, n: usize) {
         self.shared.counters.pending_406.store(n as u64, Ordering::SeqCst);

@@ -126,6 +126,8 @@ pub(super) struct Inner {
     nonces: HashSet<String>,
     nonce_order: VecDeque<String>,
     pub redirect: Option<(String, usize)>,
+    /// v1 redirects without `region` in the body (the client must ask the region query).
+    pub redirect_hides_region: bool,
     /// The account's region, reported by logins (changed by a redirect).
     pub account_region: String,
     pub forbid_password_login: bool,
