@@ -37,6 +37,8 @@ both_apis!(
     commands_while_the_socket_is_down_go_over_http,
     token_expiry_mid_run_is_invisible,
     failed_commands_are_reported_with_their_reason,
+    a_wrong_password_is_reported_once_not_retried_in_a_loop,
+    a_pre_obtained_session_needs_no_login,
 );
 
 const LONG: Duration = Duration::from_secs(30);
@@ -446,4 +448,49 @@ async fn failed_commands_are_reported_with_their_reason(api: EwelinkApi) {
     assert!(problem["reason"].as_str().unwrap().contains("logged in elsewhere"), "{problem}");
     assert_eq!(e.sim.counters().logins, 1);
     e.stop().await;
+}
+
+/// A broker, a subscriber and the bridge with `account`, not waiting for anything.
+async fn start_with(account: EwelinkConfig) -> (TestBroker, Watcher, RunningBridge, tempfile::TempDir) {
+    let broker = TestBroker::start();
+    let watcher = Watcher::connect(&broker, &["hub2mqtt/#", "homeassistant/#"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&broker, dir.path());
+    config.ewelink.push(account);
+    let bridge = start_bridge(config);
+    (broker, watcher, bridge, dir)
+}
+
+async fn a_wrong_password_is_reported_once_not_retried_in_a_loop(api: EwelinkApi) {
+    let sim = SimCloud::start(SimOptions::default()).await.unwrap();
+    let mut wrong = account(&sim, api);
+    wrong.password = Some(Secret::new("Wrong-Pass-987"));
+    let (_broker, mut watcher, bridge, _dir) = start_with(wrong).await;
+    let problem =
+        watcher.expect_where("hub2mqtt/bridge/event", |m| m.json()["type"] == "hub_problem", LONG).await.json();
+    assert_eq!(problem["hub"], "ewelink_test");
+    let reason = problem["reason"].as_str().unwrap();
+    assert!(reason.contains("wrong e-mail/phone or password"), "{reason}");
+    assert!(!watcher.all("#").iter().any(|m| m.text().contains("Wrong-Pass-987")), "the password never leaks");
+    // The next attempt is minutes away: one refused login, not a loop.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sim.counters().login_failures, 1);
+    bridge.stop().await;
+}
+
+async fn a_pre_obtained_session_needs_no_login(api: EwelinkApi) {
+    let sim = SimCloud::start(SimOptions::default()).await.unwrap();
+    let issued = sim.issue_session();
+    let mut session = account(&sim, api);
+    session.email = None;
+    session.password = None;
+    session.access_token = Some(Secret::new(issued.at));
+    session.refresh_token = Some(Secret::new(issued.rt));
+    session.api_key = Some(issued.apikey);
+    let (_broker, mut watcher, bridge, _dir) = start_with(session).await;
+    link(&mut watcher, true).await;
+    watcher.publish("hub2mqtt/ewelink_1000000001/switch/set", "OFF", false).await;
+    watcher.expect_latest("hub2mqtt/ewelink_1000000001", |m| m.json()["switch"] == "OFF", LONG).await;
+    assert_eq!(sim.counters().logins, 0);
+    bridge.stop().await;
 }

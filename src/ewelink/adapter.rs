@@ -67,7 +67,7 @@ impl Default for Tuning {
                 window_max: 0,
             },
             socket_wait: Duration::from_secs(5),
-            startup_retry: (Duration::from_secs(10), Duration::from_secs(1800)),
+            startup_retry: (Duration::from_secs(15), Duration::from_secs(1800)),
             min_login_gap: Duration::from_secs(60),
             device_list_every: Duration::from_secs(3600),
             token_max_age: Duration::from_secs(20 * 86_400),
@@ -203,6 +203,8 @@ impl Adapter {
     async fn start(&mut self, hub: &mut HubHandle, shutdown: &CancellationToken) -> Result<(), BridgeGone> {
         let t = &self.ctx.tuning;
         let mut retry = Backoff::new(t.startup_retry.0, t.startup_retry.1);
+        // Errors only the user can fix (wrong password, app id refused) are retried much more slowly.
+        let mut needs_user = Backoff::new(t.session.needs_user.0, t.session.needs_user.1);
         loop {
             let result = self.fetch_devices().await;
             let error = match result {
@@ -217,7 +219,7 @@ impl Adapter {
                 }
                 Err(e) => e,
             };
-            let delay = retry.next_delay();
+            let delay = if error.needs_user() { needs_user.next_delay() } else { retry.next_delay() };
             tracing::error!(error = %error, retry_in_s = delay.as_secs(), "cannot reach the eWeLink account");
             let reason = format!("eWeLink: {error}");
             self.events.problem(None, reason.clone()).await?;
