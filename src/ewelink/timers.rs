@@ -167,72 +167,16 @@ pub fn validate(t: &Value, now_s: u64) -> Result<Value, String> {
 
 /// Seconds since the epoch of `YYYY-MM-DDTHH:MM[:SS[.fff]]Z`.
 pub fn parse_iso_utc(s: &str) -> Option<u64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let d: Vec<&str> = date.split('-').collect();
-    let (year, month, day) = match d.as_slice() {
-        [y, m, d] if y.len() == 4 && m.len() == 2 && d.len() == 2 => {
-            (y.parse::<i64>().ok()?, m.parse::<u32>().ok()?, d.parse::<u32>().ok()?)
-        }
-        _ => return None,
-    };
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.is_empty() {
-        return None;
-    }
-    let t: Vec<&str> = hms.split(':').collect();
-    let (h, mi, sec) = match t.as_slice() {
-        [h, m] if h.len() == 2 && m.len() == 2 => (h.parse::<u64>().ok()?, m.parse::<u64>().ok()?, 0),
-        [h, m, s] if h.len() == 2 && m.len() == 2 && s.len() == 2 => {
-            (h.parse::<u64>().ok()?, m.parse::<u64>().ok()?, s.parse::<u64>().ok()?)
-        }
-        _ => return None,
-    };
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) || h > 23 || mi > 59 || sec > 59 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    u64::try_from(days).ok().map(|d| d * 86_400 + h * 3600 + mi * 60 + sec)
+    let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
+    // Minutes-only times (`2024-02-29T07:30Z`) are common in hand-written timers: add the seconds.
+    let time = if time.len() == 5 { format!("{time}:00") } else { time.to_owned() };
+    let at = humantime::parse_rfc3339(&format!("{date}T{time}Z")).ok()?;
+    at.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.000Z` for seconds since the epoch.
 pub fn format_iso_utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
-// Howard Hinnant's civil calendar algorithms.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
 
 /// `minute hour day month weekday`, each `*` or comma-separated numbers / ranges within bounds.
