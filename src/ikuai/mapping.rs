@@ -657,9 +657,16 @@ fn looks_like_wan(name: &str) -> bool {
 }
 
 /// `epoch` seconds as ISO 8601 UTC (`2025-01-18T12:01:35Z`); times before 1970 clamp to the epoch.
-pub fn iso_utc(epoch: i64) -> String {
-    let since = std::time::Duration::from_secs(u64::try_from(epoch).unwrap_or(0));
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + since).to_string()
+/// `None` beyond the year 9999, which RFC 3339 cannot write (a router has been seen to send such times).
+pub fn iso_utc(epoch: i64) -> Option<String> {
+    /// 9999-12-31T23:59:59Z.
+    const LAST: u64 = 253_402_300_799;
+    let secs = u64::try_from(epoch).unwrap_or(0);
+    if secs > LAST {
+        return None;
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    Some(humantime::format_rfc3339_seconds(at).to_string())
 }
 
 fn entity(key: String, name: String, kind: Kind, diagnostic: bool, icon: Option<&str>) -> EntitySpec {
@@ -745,15 +752,15 @@ fn wan_attributes(i: &Interface, o: &mut Oddities) -> Value {
                 a.insert(k.into(), Value::from(t));
             }
         }
-        if let Some(t) = o.num("monitor_iface.iface_check.updatetime", &c.updatetime) {
-            a.insert("checked_at".into(), Value::from(iso_utc(t as i64)));
+        if let Some(t) = o.num("monitor_iface.iface_check.updatetime", &c.updatetime).and_then(|t| iso_utc(t as i64)) {
+            a.insert("checked_at".into(), Value::from(t));
         }
     } else if let Some(w) = i.wan {
         if let Some(t) = o.text("homepage.snapshoot_wan.errmsg", &w.errmsg).filter(|t| !t.is_empty()) {
             a.insert("message".into(), Value::from(t));
         }
-        if let Some(t) = o.num("homepage.snapshoot_wan.updatetime", &w.updatetime) {
-            a.insert("checked_at".into(), Value::from(iso_utc(t as i64)));
+        if let Some(t) = o.num("homepage.snapshoot_wan.updatetime", &w.updatetime).and_then(|t| iso_utc(t as i64)) {
+            a.insert("checked_at".into(), Value::from(t));
         }
     }
     Value::Object(a)
@@ -1108,9 +1115,12 @@ mod tests {
         assert!(key_part("HTTP协议").starts_with("http_") && key_part("HTTP协议").len() == 11);
         assert_eq!(key_part("小包数据").len(), 8);
         assert_ne!(key_part("小包数据"), key_part("网络视频"));
-        assert_eq!(iso_utc(1_737_201_695), "2025-01-18T12:01:35Z");
-        assert_eq!(iso_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso_utc(1_737_201_695).as_deref(), Some("2025-01-18T12:01:35Z"));
+        assert_eq!(iso_utc(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(iso_utc(951_782_400).as_deref(), Some("2000-02-29T00:00:00Z"));
+        assert_eq!(iso_utc(253_402_300_799).as_deref(), Some("9999-12-31T23:59:59Z"));
+        assert_eq!(iso_utc(253_402_300_800), None, "year 10000: no panic, no value");
+        assert_eq!(iso_utc(i64::MAX), None);
     }
 
     #[test]

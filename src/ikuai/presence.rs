@@ -88,7 +88,7 @@ pub fn merge_clients(v4: &[LanClient], v6: &[LanClient], o: &mut Oddities) -> Ve
         }
         if c.online_since.is_none() {
             c.online_since =
-                o.num("monitor_lanip.timestamp", &row.timestamp).filter(|t| *t > 0.0).map(|t| iso_utc(t as i64));
+                o.num("monitor_lanip.timestamp", &row.timestamp).filter(|t| *t > 0.0).and_then(|t| iso_utc(t as i64));
         }
         for (slot, field, name) in [
             (&mut c.upload, &row.upload, "monitor_lanip.upload"),
