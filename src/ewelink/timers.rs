@@ -155,7 +155,11 @@ pub fn validate(t: &Value, now_s: u64) -> Result<Value, String> {
                     parse_iso_utc(at).ok_or_else(|| format!("at must be an ISO UTC time, got {at:?}"))?;
                     at.to_owned()
                 }
-                None => format_iso_utc(now_s + period * 60),
+                None => period
+                    .checked_mul(60)
+                    .and_then(|s| now_s.checked_add(s))
+                    .and_then(format_iso_utc)
+                    .ok_or_else(|| format!("period {period} minutes is too long"))?,
             };
             out.insert("at".into(), json!(at));
             out.insert("period".into(), json!(period.to_string()));
@@ -174,9 +178,13 @@ pub fn parse_iso_utc(s: &str) -> Option<u64> {
     at.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.000Z` for seconds since the epoch.
-pub fn format_iso_utc(secs: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+/// `YYYY-MM-DDTHH:MM:SS.000Z` for seconds since the epoch; `None` beyond the year 9999.
+pub fn format_iso_utc(secs: u64) -> Option<String> {
+    /// 9999-12-31T23:59:59Z, the last time RFC 3339 can write.
+    const LAST: u64 = 253_402_300_799;
+    (secs <= LAST).then(|| {
+        humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+    })
 }
 
 /// `minute hour day month weekday`, each `*` or comma-separated numbers / ranges within bounds.
@@ -231,10 +239,14 @@ mod tests {
 
     #[test]
     fn iso_times_round_trip() {
-        assert_eq!(format_iso_utc(NOW), "2023-11-14T22:13:20.000Z");
+        assert_eq!(format_iso_utc(NOW).as_deref(), Some("2023-11-14T22:13:20.000Z"));
+        assert_eq!(format_iso_utc(253_402_300_800), None, "year 10000");
         assert_eq!(parse_iso_utc("2023-11-14T22:13:20.000Z"), Some(NOW));
         assert_eq!(parse_iso_utc("2017-07-24T08:28:00.000Z"), Some(1_500_884_880));
-        assert_eq!(parse_iso_utc("2024-02-29T00:00Z").map(format_iso_utc).as_deref(), Some("2024-02-29T00:00:00.000Z"));
+        assert_eq!(
+            parse_iso_utc("2024-02-29T00:00Z").and_then(format_iso_utc).as_deref(),
+            Some("2024-02-29T00:00:00.000Z")
+        );
         for bad in ["2023-02-29T00:00:00Z", "2017-07-24 08:28:00Z", "2017-07-24T08:28:00", "2017-13-01T00:00:00Z", "x"]
         {
             assert_eq!(parse_iso_utc(bad), None, "{bad}");
@@ -269,7 +281,7 @@ mod tests {
             NOW,
         )
         .unwrap();
-        assert_eq!(delay["at"], format_iso_utc(NOW + 1800));
+        assert_eq!(delay["at"].as_str(), format_iso_utc(NOW + 1800).as_deref());
         assert_eq!((delay["period"].as_str(), delay["type"].as_str()), (Some("30"), Some("once")));
 
         let bad = [
@@ -285,6 +297,9 @@ mod tests {
             ),
             (json!({"type": "duration", "at": "2030-01-01T07:00:00Z 10 5", "do": {"switch": "on"}}), "startDo"),
             (json!({"coolkit_timer_type": "delay", "do": {"switch": "on"}}), "period"),
+            // Far beyond the year 9999, or beyond u64 seconds: refused, not a panic.
+            (json!({"coolkit_timer_type": "delay", "period": "5000000000", "do": {"switch": "on"}}), "too long"),
+            (json!({"coolkit_timer_type": "delay", "period": u64::MAX, "do": {"switch": "on"}}), "too long"),
             (json!({"type": "once", "at": "2030-01-01T07:00:00Z", "do": {"switch": "on"}, "mId": "nope"}), "UUID"),
             (json!({"type": "once", "at": "2030-01-01T07:00:00Z", "do": {"switch": "on"}, "enabled": 2}), "enabled"),
             (
