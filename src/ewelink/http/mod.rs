@@ -22,6 +22,10 @@ use super::error::CloudError;
 use super::pace::{PaceRules, Pacer};
 use super::sign;
 
+/// Largest answer read from the cloud (a list of thousands of devices is a few MiB); a larger one is refused
+/// without being read whole, so a broken or hostile server cannot make the bridge grow without bound.
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
+
 /// How the user logs in.
 #[derive(Debug, Clone)]
 pub enum LoginId {
@@ -336,7 +340,7 @@ impl Http {
         }
         let resp = req.send().await.map_err(|e| CloudError::Network(e.without_url().to_string()))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| CloudError::Network(e.without_url().to_string()))?;
+        let bytes = read_capped(resp, &path).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return if (200..300).contains(&status) { Ok((status, Value::Null)) } else { Err(http_error(status)) };
         }
@@ -362,6 +366,24 @@ impl Http {
     fn sign_header(&self, message: &[u8]) -> (&'static str, String) {
         ("Authorization", format!("Sign {}", sign::sign(self.app_secret.expose(), message)))
     }
+}
+
+/// The body of an answer, refused past [`MAX_ANSWER_BYTES`]: at once by its declared length, else as soon as
+/// that much has been read.
+async fn read_capped(mut resp: reqwest::Response, path: &str) -> Result<Vec<u8>, CloudError> {
+    let too_large =
+        || CloudError::Protocol(format!("{path}: the answer is larger than {} MiB; refused", MAX_ANSWER_BYTES >> 20));
+    if resp.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| CloudError::Network(e.without_url().to_string()))? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn bearer(at: &Secret) -> (&'static str, String) {
