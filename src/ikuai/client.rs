@@ -24,6 +24,10 @@ use crate::config::IkuaiConfig;
 /// Requests in flight at most per router.
 pub const MAX_IN_FLIGHT: usize = 2;
 
+/// Largest answer read from a router (a page of 1000 LAN clients is about 1 MiB); a larger one is refused
+/// without being read whole.
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
+
 /// Why a login or a call failed. Every message names the router.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
@@ -374,7 +378,19 @@ impl Client {
                 status: status.as_u16(),
             });
         }
-        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+        let too_large =
+            || self.malformed(path, &format!("the answer is larger than {} MiB; refused", MAX_ANSWER_BYTES >> 20));
+        if response.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+            return Err(too_large());
+        }
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
+            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         serde_json::from_slice(&bytes).map_err(|e| self.malformed(path, &format!("not JSON ({e})")))
     }
 
