@@ -26,6 +26,10 @@ use super::sign;
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Largest message (and frame) accepted from the cloud. Its frames are small JSON objects (a `query` answer
+/// with every parameter and timer is a few KiB); tungstenite's default would be 64 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
 /// What the socket tells the adapter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WsEvent {
@@ -83,7 +87,11 @@ pub async fn connect(
     appid: &str,
     timeout: Duration,
 ) -> Result<(Socket, Session), CloudError> {
-    let (mut socket, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url))
+    let limits = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(limits), false);
+    let (mut socket, _) = tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| CloudError::Network(format!("no WebSocket connection within {timeout:?}")))?
         .map_err(|e| CloudError::Network(format!("WebSocket: {e}")))?;
@@ -300,6 +308,9 @@ pub async fn run(
         match next {
             Err(_) => break format!("nothing heard from the cloud for {}s (half-open connection)", deadline.as_secs()),
             Ok(None) => break "the cloud closed the connection".to_owned(),
+            Ok(Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e)))) => {
+                break format!("the cloud sent a message larger than {} KiB ({e})", MAX_MESSAGE_BYTES >> 10);
+            }
             Ok(Some(Err(e))) => break format!("connection error: {e}"),
             Ok(Some(Ok(Message::Text(text)))) => {
                 if text.as_str() == "pong" {
