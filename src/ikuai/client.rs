@@ -97,7 +97,8 @@ fn unwrap_envelope(body: &Value, ok_code: i64) -> Option<Answer> {
             _ => None,
         }
     };
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+    // The router's own words end up in logs and events: cut, whatever it sends.
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().chars().take(200).collect::<String>();
     let (envelope, code, message, data, ok, expired) = if obj.contains_key("Result") {
         (Envelope::V3, code_of(obj.get("Result"))?, text(obj.get("ErrMsg")), obj.get("Data"), ok_code, V3_EXPIRED)
     } else if obj.contains_key("code") {
