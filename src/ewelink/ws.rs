@@ -118,7 +118,8 @@ pub async fn connect(
     let reply: Value =
         serde_json::from_str(&reply).map_err(|_| CloudError::Protocol("the handshake answer is not JSON".into()))?;
     let code = reply.get("error").and_then(Value::as_i64).unwrap_or(-1);
-    let reason = reply.get("reason").and_then(Value::as_str).unwrap_or("").to_owned();
+    // The cloud's own words end up in logs and events: cut, whatever it sends.
+    let reason: String = reply.get("reason").and_then(Value::as_str).unwrap_or("").chars().take(200).collect();
     match code {
         0 => {}
         406 => return Err(CloudError::LoggedInElsewhere),
