@@ -158,7 +158,7 @@ impl Http {
             .timeout(Duration::from_secs(20))
             .user_agent(concat!("hub2mqtt/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| CloudError::Network(e.without_url().to_string()))?;
+            .map_err(network)?;
         let base_url = base_url.map(|u| u.trim_end_matches('/').to_owned()).filter(|u| !u.is_empty());
         Ok(Http { client, api, app_id, app_secret, base_url, region: RwLock::new(region), pacer: Pacer::new(pace) })
     }
@@ -338,7 +338,7 @@ impl Http {
         if let Some(body) = body {
             req = req.body(body);
         }
-        let resp = req.send().await.map_err(|e| CloudError::Network(e.without_url().to_string()))?;
+        let resp = req.send().await.map_err(network)?;
         let status = resp.status().as_u16();
         let bytes = read_capped(resp, &path).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -377,13 +377,26 @@ async fn read_capped(mut resp: reqwest::Response, path: &str) -> Result<Vec<u8>,
         return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| CloudError::Network(e.without_url().to_string()))? {
+    while let Some(chunk) = resp.chunk().await.map_err(network)? {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// A transport failure with its causes, without the URL (it may carry a token): reqwest's own message
+/// ("error sending request") rarely says what went wrong, e.g. a certificate that was not accepted.
+fn network(e: reqwest::Error) -> CloudError {
+    let e = e.without_url();
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        detail = format!("{detail}: {s}");
+        source = s.source();
+    }
+    CloudError::Network(crate::secret::redact(&detail).into_owned())
 }
 
 fn bearer(at: &Secret) -> (&'static str, String) {
