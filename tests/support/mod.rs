@@ -74,6 +74,8 @@ pub struct TestBroker {
     proxy: Option<JoinHandle<()>>,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// (Mosquitto only) a password file: anonymous clients are refused.
+    password_file: Option<PathBuf>,
 }
 
 impl TestBroker {
@@ -91,9 +93,51 @@ impl TestBroker {
             proxy: None,
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
+            password_file: None,
         };
         broker.spawn();
         broker
+    }
+
+    /// The kind of broker `HUB2MQTT_TEST_BROKER` asks for.
+    pub fn wanted_kind() -> BrokerKind {
+        match std::env::var("HUB2MQTT_TEST_BROKER").as_deref() {
+            Ok("mosquitto") => BrokerKind::Mosquitto,
+            _ => BrokerKind::Embedded,
+        }
+    }
+
+    /// Mosquitto that lets in only `user` with `password` (a password file made with `mosquitto_passwd`).
+    /// `None` with the embedded broker, which has no authentication.
+    pub fn start_with_password(user: &str, password: &str) -> Option<TestBroker> {
+        if Self::wanted_kind() != BrokerKind::Mosquitto {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("passwd");
+        let status = Command::new(mosquitto_passwd_binary())
+            .arg("-b")
+            .arg("-c")
+            .arg(&file)
+            .arg(user)
+            .arg(password)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("mosquitto_passwd (installed with Mosquitto)");
+        assert!(status.success(), "mosquitto_passwd failed");
+        let mut broker = TestBroker {
+            port: free_port(),
+            kind: BrokerKind::Mosquitto,
+            tls_port: None,
+            tls: None,
+            proxy: None,
+            child: None,
+            dir,
+            password_file: Some(file),
+        };
+        broker.spawn();
+        Some(broker)
     }
 
     /// Like [`TestBroker::start`], plus a TLS listener (call from within a Tokio runtime).
@@ -110,6 +154,7 @@ impl TestBroker {
             proxy: None,
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
+            password_file: None,
         };
         broker.spawn();
         if kind == BrokerKind::Embedded {
@@ -138,6 +183,10 @@ impl TestBroker {
                     log.display(),
                     self.port,
                 );
+                if let Some(file) = &self.password_file {
+                    text = text.replace("allow_anonymous true", "allow_anonymous false");
+                    text.push_str(&format!("password_file {}\n", file.display()));
+                }
                 if let (Some(tls), Some(port)) = (&self.tls, self.tls_port) {
                     text.push_str(&format!(
                         "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
@@ -246,6 +295,15 @@ mod tls_proxy {
     }
 }
 
+fn mosquitto_passwd_binary() -> PathBuf {
+    for candidate in ["/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd"] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    PathBuf::from("mosquitto_passwd")
+}
+
 fn mosquitto_binary() -> PathBuf {
     for candidate in ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto"] {
         if Path::new(candidate).exists() {
@@ -299,8 +357,20 @@ impl Watcher {
 
     /// Like [`Watcher::connect`], to any broker on 127.0.0.1.
     pub async fn connect_port(port: u16, filters: &[&str]) -> Watcher {
+        Self::connect_as(port, None, filters).await
+    }
+
+    /// Like [`Watcher::connect_port`], logging in with a username and password.
+    pub async fn connect_with_credentials(port: u16, user: &str, password: &str, filters: &[&str]) -> Watcher {
+        Self::connect_as(port, Some((user, password)), filters).await
+    }
+
+    async fn connect_as(port: u16, credentials: Option<(&str, &str)>, filters: &[&str]) -> Watcher {
         let mut options = MqttOptions::new(unique("watcher"), "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5)).set_max_packet_size(4 << 20, 4 << 20);
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
@@ -419,6 +489,18 @@ impl Watcher {
         self.seen.iter().skip(seq + 1).filter(|m| rumqttc::matches(&m.topic, filter)).cloned().collect()
     }
 
+    /// Every message (on any filter) from sequence number `first` on, without waiting.
+    pub fn since(&mut self, first: usize) -> Vec<Message> {
+        self.drain();
+        self.seen.get(first..).map(<[Message]>::to_vec).unwrap_or_default()
+    }
+
+    /// The sequence number the next message will get.
+    pub fn next_seq(&mut self) -> usize {
+        self.drain();
+        self.seen.len()
+    }
+
     /// Moves every cursor past everything seen so far.
     pub fn skip_seen(&mut self) {
         self.drain();
@@ -511,6 +593,20 @@ impl BridgeProcess {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its resident memory, threads and open file descriptors, from `/proc` (Linux).
+    pub fn usage(&self) -> Option<ProcUsage> {
+        ProcUsage::of(self.child.id())
+    }
+
     /// Sends a signal (`"TERM"`, `"KILL"`, `"INT"`).
     pub fn signal(&self, name: &str) {
         let status =
@@ -528,6 +624,30 @@ impl BridgeProcess {
             std::thread::sleep(Duration::from_millis(25));
         }
         None
+    }
+}
+
+/// What a process holds, read from `/proc/<pid>` (Linux only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcUsage {
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    pub threads: u64,
+    pub fds: u64,
+}
+
+impl ProcUsage {
+    pub fn of(pid: u32) -> Option<ProcUsage> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+        Some(ProcUsage { rss_kib: field("VmRSS:")?, threads: field("Threads:")?, fds })
     }
 }
 
