@@ -127,10 +127,15 @@ pub async fn connect(
         402 => return Err(CloudError::TokenExpired),
         code => return Err(CloudError::Rejected { code, msg: format!("WebSocket handshake: {reason}") }),
     }
-    let config = reply.get("config");
+    Ok((socket, Session { hb_interval: hb_interval(reply.get("config")) }))
+}
+
+/// `hbInterval` of the handshake's `config`: 90 s when absent (as the document says), or when outside
+/// 1 s – 1 hour (the cloud says 145 s; a huge value would overflow the heartbeat arithmetic).
+fn hb_interval(config: Option<&Value>) -> Duration {
     // The document spells the switch `hbl`; live servers send `hb`. Only the interval matters to us.
-    let hb = config.and_then(|c| c.get("hbInterval")).and_then(Value::as_u64).filter(|s| *s > 0).unwrap_or(90);
-    Ok((socket, Session { hb_interval: Duration::from_secs(hb) }))
+    let hb = config.and_then(|c| c.get("hbInterval")).and_then(Value::as_u64).filter(|s| (1..=3600).contains(s));
+    Duration::from_secs(hb.unwrap_or(90))
 }
 
 /// Requests in flight and the way to the current connection's writer; survives reconnections.
@@ -388,6 +393,17 @@ mod tests {
         assert!(s.read_deadline() > s.ping_every() * 2 && s.read_deadline() < s.ping_every() * 3);
         let tiny = Session { hb_interval: Duration::from_secs(0) };
         assert_eq!(tiny.ping_every(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn hb_interval_is_read_within_bounds() {
+        assert_eq!(hb_interval(Some(&json!({"hb": 1, "hbInterval": 145}))), Duration::from_secs(145));
+        assert_eq!(hb_interval(None), Duration::from_secs(90));
+        for odd in [json!(0), json!(10_248_191_152_060_861_440u64), json!("145"), json!(-1)] {
+            let s = Session { hb_interval: hb_interval(Some(&json!({"hbInterval": odd}))) };
+            assert_eq!(s.hb_interval, Duration::from_secs(90), "{odd}");
+            assert!(s.read_deadline() > s.ping_every());
+        }
     }
 
     #[test]
