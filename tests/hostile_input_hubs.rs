@@ -502,7 +502,7 @@ fn ws_frame() -> impl Strategy<Value = Message> {
 
 fn ws_case() -> impl Strategy<Value = WsCase> {
     let handshake = prop_oneof![
-        4 => (prop_oneof![json_value(), (0u64..400).prop_map(Value::from)], json_value())
+        4 => (prop_oneof![json_value(), (0u64..400).prop_map(Value::from), any::<u64>().prop_map(Value::from)], json_value())
             .prop_map(|(hb, extra)| json!({"error": 0, "apikey": "k", "config": {"hb": 1, "hbInterval": hb}, "x": extra}).to_string()),
         1 => code_like().prop_map(|e| json!({"error": e, "reason": "nope"}).to_string()),
         1 => json_value().prop_map(|v| v.to_string()),
