@@ -154,8 +154,9 @@ impl Presence {
     }
 
     pub fn from_config(cfg: &IkuaiConfig) -> Self {
-        let prune =
-            (cfg.prune_clients_after_days > 0).then(|| Duration::from_secs(cfg.prune_clients_after_days * 86_400));
+        // Saturating: the number comes from the user unbounded, and a wrapped product would prune at once.
+        let prune = (cfg.prune_clients_after_days > 0)
+            .then(|| Duration::from_secs(cfg.prune_clients_after_days.saturating_mul(86_400)));
         Presence::new(Duration::from_secs(cfg.consider_home_s), prune)
     }
 
