@@ -1180,3 +1180,27 @@ fn long_error_messages_from_the_cloud_are_cut() {
         assert!(err.contains("499") && err.len() < 1000, "{} bytes", err.len());
     });
 }
+
+proptest! {
+    #![proptest_config(config(500))]
+
+    /// `consider_home_s` and `prune_clients_after_days` come from the user's config unbounded.
+    #[test]
+    fn presence_takes_any_configured_durations(consider in any::<u64>(), days in any::<u64>(), away_s in 0u64..100_000) {
+        use hub2mqtt::ikuai::presence::Presence;
+        let cfg = IkuaiConfig { consider_home_s: consider, prune_clients_after_days: days, ..router_cfg("http://192.168.9.1") };
+        let mut presence = Presence::from_config(&cfg);
+        let client: DataList<LanClient> = model::parse(&Map::from_iter([(
+            "data".to_owned(),
+            json!([hub2mqtt::sim::ikuai::examples::example("monitor_lanip_client")]),
+        )]))
+        .unwrap();
+        let listed = merge_clients(client.rows(), &[], &mut Oddities::default());
+        let t0 = std::time::Instant::now();
+        presence.update(t0, listed);
+        let later = presence.update(t0 + Duration::from_secs(away_s), Vec::new());
+        let pruned = !later.pruned.is_empty();
+        // Pruned only once the configured number of days has passed, whatever that number.
+        prop_assert!(!pruned || (days > 0 && u128::from(away_s) >= u128::from(days) * 86_400), "pruned after {away_s} s with {days} days");
+    }
+}
