@@ -284,7 +284,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Connects and subscribes (QoS 1); returns once the subscription is acknowledged.
+    /// Connects and subscribes (QoS 0); returns once the subscription is acknowledged.
     pub async fn connect(broker: &TestBroker, filters: &[&str]) -> Watcher {
         Self::connect_port(broker.port, filters).await
     }
@@ -302,8 +302,10 @@ impl Watcher {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        // QoS 0, as Home Assistant and mosquitto_sub subscribe: the embedded broker replays
+                        // every retained message to it (to a QoS 1 subscription only the first 100).
                         for f in &filters {
-                            let _ = sub.subscribe(f.clone(), QoS::AtLeastOnce).await;
+                            let _ = sub.subscribe(f.clone(), QoS::AtMostOnce).await;
                         }
                     }
                     Ok(Event::Incoming(Incoming::SubAck(_))) => {
