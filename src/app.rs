@@ -1,4 +1,4 @@
-//! Wiring: starts the embedded broker when asked, the bridge, one adapter task per configured hub, the
+//! Wiring: starts the embedded broker when asked, the bridge, one supervised adapter task per configured hub, the
 //! MQTT session and the systemd notifier; on shutdown stops them in order (adapters, bridge, then the
 //! session, which publishes `offline` last).
 //!
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bridge::{Bridge, BridgeSettings};
 use crate::config::Config;
 use crate::mqtt::{Session, SessionSettings};
+use crate::supervise::{restart_backoff, supervise};
 
 /// How long adapters get to finish (answer commands, close sockets) on shutdown.
 const ADAPTER_STOP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -55,13 +56,19 @@ impl App {
         for router in &config.ikuai {
             let label = router.name.clone().unwrap_or_else(|| format!("iKuai {}", router.id));
             let hub = bridge.add_hub(&format!("ikuai_{}", router.id), &label);
-            adapters.spawn(crate::ikuai::run(router.clone(), hub, adapters_stop.clone()));
+            let (router, stop) = (router.clone(), adapters_stop.clone());
+            adapters.spawn(supervise(hub, stop.clone(), restart_backoff(), move |hub| {
+                crate::ikuai::run(router.clone(), hub, stop.clone())
+            }));
         }
         for account in &config.ewelink {
             let label = account.name.clone().unwrap_or_else(|| format!("eWeLink {}", account.id));
             let hub = bridge.add_hub(&format!("ewelink_{}", account.id), &label);
             let state_file = account.state_file(&config.bridge);
-            adapters.spawn(crate::ewelink::run(account.clone(), state_file, hub, adapters_stop.clone()));
+            let (account, stop) = (account.clone(), adapters_stop.clone());
+            adapters.spawn(supervise(hub, stop.clone(), restart_backoff(), move |hub| {
+                crate::ewelink::run(account.clone(), state_file.clone(), hub, stop.clone())
+            }));
         }
         App { config, bridge, adapters, adapters_stop }
     }

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod mqtt;
 pub mod secret;
 pub mod sim;
+pub mod supervise;
 
 /// The version shown by `--version`, in discovery `origin` blocks and on the bridge device.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
