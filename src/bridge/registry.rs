@@ -54,7 +54,9 @@ pub struct DeviceEntry {
     published_state: Option<Bytes>,
     published_entity_states: HashMap<String, Bytes>,
     published_online: Option<bool>,
-    published_discovery: BTreeMap<String, Bytes>,
+    /// Discovery topics published, with a fingerprint of each payload (not the payload: at a kilobyte or
+    /// two per entity it would be most of the bridge's memory with thousands of devices).
+    published_discovery: BTreeMap<String, u64>,
 }
 
 impl CommandTargets for DeviceEntry {
@@ -167,6 +169,8 @@ impl Registry {
         for extra in &spec.extra_commands {
             keys.entry(sanitize_id(extra)).or_insert_with(|| extra.clone());
         }
+        // Kept for the device's life: no spare capacity (an adapter pushing one entity leaves room for four).
+        spec.entities.shrink_to_fit();
         match self.devices.get_mut(&topic_id) {
             Some(entry) => {
                 if entry.spec == spec {
@@ -287,12 +291,15 @@ impl Registry {
             }
             keep
         });
-        for (topic, payload) in &configs {
-            if mode == Mode::Everything || entry.published_discovery.get(topic) != Some(payload) {
-                out.push(Outgoing::retained(topic.clone(), payload.clone()));
+        let mut published = BTreeMap::new();
+        for (topic, payload) in configs {
+            let print = fingerprint(&payload);
+            if mode == Mode::Everything || entry.published_discovery.get(&topic) != Some(&print) {
+                out.push(Outgoing::retained(topic.clone(), payload));
             }
+            published.insert(topic, print);
         }
-        entry.published_discovery = configs;
+        entry.published_discovery = published;
     }
 
     fn publish_availability(topics: &Topics, entry: &mut DeviceEntry, mode: Mode, out: &mut Vec<Outgoing>) {
@@ -337,6 +344,14 @@ impl Registry {
             }
         }
     }
+}
+
+/// A 64-bit fingerprint of a payload, to tell whether it changed since it was published.
+fn fingerprint(payload: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Sanitised keys of entities that have their own state topic.
