@@ -75,6 +75,9 @@ pub async fn discovery(report: &mut Report, clients: usize, runs: usize) {
         let t = burst.last.expect("messages") - bridge.started;
         let t_online = burst.online.map(|o| o - bridge.started).unwrap_or_default();
         let messages: Vec<_> = burst.messages.iter().map(|m| (m.topic.clone(), m.payload.clone())).collect();
+        if std::env::var_os("BENCH_TIMELINE").is_some() {
+            print_timeline(&burst.messages, bridge.started);
+        }
         let mut tally = Tally::default();
         burst.messages.iter().for_each(|m| tally.count(m));
         println!(
@@ -271,4 +274,18 @@ pub async fn steady(report: &mut Report, name: &str, clients: usize, churn: Dura
     if !warnings.is_empty() {
         report.note(format!("steady {name}: {} warnings in the bridge's log, first: {}", warnings.len(), warnings[0]));
     }
+}
+
+/// Messages seen per 100 ms since `start` (`BENCH_TIMELINE=1`), to see where a burst waits.
+fn print_timeline(messages: &[crate::support::Seen], start: Instant) {
+    let mut buckets: Vec<usize> = Vec::new();
+    for m in messages {
+        let i = (m.at - start).as_millis() as usize / 100;
+        if buckets.len() <= i {
+            buckets.resize(i + 1, 0);
+        }
+        buckets[i] += 1;
+    }
+    let line: Vec<String> = buckets.iter().enumerate().map(|(i, n)| format!("{}:{n}", i * 100)).collect();
+    println!("  timeline (ms:messages) {}", line.join(" "));
 }
