@@ -1,16 +1,63 @@
-//! iKuai-side scenarios: the discovery burst of a router tracking thousands of LAN clients, start-up at
-//! home scale, and steady state (router polled every 5 s) at both scales.
+//! Scenarios with a simulated router (tracking its LAN clients) and, optionally, a simulated eWeLink cloud
+//! with devices of mixed kinds: the discovery burst, start-up at home scale, and steady state (router
+//! polled every 5 s, every eWeLink device pushing a change every 10 s).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hub2mqtt::sim::ewelink::SimCloud;
 use hub2mqtt::sim::ikuai::{SimOptions, SimRouter};
+use tokio_util::sync::CancellationToken;
 
 use crate::burst::{Expected, bare_client_burst, watch};
+use crate::cloud::{cloud_devices, cloud_section, mixed_devices, push_changes, start_cloud, wait_for_queries};
 use crate::report::Report;
 use crate::support::{
     BridgeProcess, Mosquitto, Subscriber, Tally, bridge_config, load_average, mb, median, ms, percentile,
 };
+
+/// The simulated hubs of a scenario and the bridge's configuration for them.
+pub struct Hubs {
+    pub router: SimRouter,
+    pub cloud: Option<Arc<SimCloud>>,
+    setup: RouterSetup,
+    pub clients: usize,
+    pub ewelink: usize,
+}
+
+impl Hubs {
+    pub async fn start(router: SimOptions, setup: RouterSetup, ewelink: usize) -> Hubs {
+        let clients = router.clients.unwrap_or(2);
+        let router = SimRouter::start(router).await.expect("the simulated router");
+        let cloud = if ewelink > 0 { Some(start_cloud(mixed_devices(ewelink), 0).await) } else { None };
+        Hubs { router, cloud, setup, clients, ewelink }
+    }
+
+    pub fn config(&self, broker: &Mosquitto) -> String {
+        let mut sections = router_section(&self.router, &self.setup);
+        if let Some(cloud) = &self.cloud {
+            sections.push_str(&cloud_section(cloud));
+        }
+        bridge_config(broker, &sections)
+    }
+
+    pub fn expected(&self) -> Expected {
+        let mut devices = router_devices(&self.router);
+        if let Some(cloud) = &self.cloud {
+            devices.extend(cloud_devices(cloud));
+        }
+        Expected { devices }
+    }
+
+    /// `5000 clients + 2000 eWeLink`, for the report.
+    pub fn label(&self) -> String {
+        match self.ewelink {
+            0 => format!("{} clients", self.clients),
+            n => format!("{} clients + {n} eWeLink", self.clients),
+        }
+    }
+}
 
 pub const ROUTER_ID: &str = "ikuai_bench";
 
@@ -40,19 +87,19 @@ pub fn router_devices(sim: &SimRouter) -> HashSet<String> {
     devices
 }
 
-/// Discovery burst: a router with `clients` LAN clients; process start → the subscriber has the last
-/// config and state; vs a bare client publishing the same messages. `runs` alternating pairs.
-pub async fn discovery(report: &mut Report, clients: usize, runs: usize) {
-    println!("discovery burst: 1 router, {clients} LAN clients, {runs} runs");
-    let sim = SimRouter::start(SimOptions { clients: Some(clients), ..SimOptions::default() }).await.expect("sim");
-    let expected = Expected { devices: router_devices(&sim) };
-    let setup = RouterSetup { poll_s: 60, consider_home_s: 180 };
+/// Discovery burst: a router with `clients` LAN clients (and `ewelink` devices); process start → the
+/// subscriber has the last config and state; vs a bare client publishing the same messages. `runs` pairs.
+pub async fn discovery(report: &mut Report, clients: usize, ewelink: usize, runs: usize) {
+    let options = SimOptions { clients: Some(clients), ..SimOptions::default() };
+    let hubs = Hubs::start(options, RouterSetup { poll_s: 60, consider_home_s: 180 }, ewelink).await;
+    println!("discovery burst: 1 router, {}, {runs} runs", hubs.label());
+    let expected = hubs.expected();
     let (mut ours, mut base, mut online, mut counts, mut loads) = (vec![], vec![], vec![], vec![], vec![]);
     for run in 0..runs {
         let load = load_average();
         let broker = Mosquitto::start();
         let mut sub = Subscriber::connect(&broker, "bench-sub", &["homeassistant/#", "hub2mqtt/#"]).await;
-        let mut bridge = BridgeProcess::spawn(&bridge_config(&broker, &router_section(&sim, &setup)));
+        let mut bridge = BridgeProcess::spawn(&hubs.config(&broker));
         let burst = watch(&mut sub, &expected, bridge.started).await;
         let sampled = bridge.sample();
         let peak = sampled.peak_rss;
@@ -106,7 +153,7 @@ pub async fn discovery(report: &mut Report, clients: usize, runs: usize) {
     }
     let (o, b) = (median(&ours), median(&base));
     let load = loads.iter().cloned().fold(0.0, f64::max);
-    let scenario = format!("burst {clients} clients");
+    let scenario = format!("burst {}", hubs.label());
     let ratio = o.as_secs_f64() / b.as_secs_f64();
     report.row(&scenario, "start → last config and state (median)", ms(o), ms(b), "≤ 3× and < 5 s", None, load);
     report.row(
@@ -121,23 +168,25 @@ pub async fn discovery(report: &mut Report, clients: usize, runs: usize) {
     report.row(&scenario, "start → broker connected (median)", ms(median(&online)), "-", "-", None, load);
     report.row(&scenario, "retained messages", counts[0].to_string(), counts[0].to_string(), "-", None, load);
     report.note(format!(
-        "burst {clients} clients, every run (ours / bare client): {}",
+        "burst {}, every run (ours / bare client): {}",
+        hubs.label(),
         ours.iter().zip(&base).map(|(o, b)| format!("{} / {}", ms(*o), ms(*b))).collect::<Vec<_>>().join(", ")
     ));
 }
 
 /// Start-up at home scale: process start → connected → first discovery; `runs` runs, fresh broker each.
-pub async fn startup(report: &mut Report, runs: usize) {
-    println!("start-up: 1 router, 30 LAN clients, {runs} runs");
-    let sim = SimRouter::start(SimOptions { clients: Some(30), ..SimOptions::default() }).await.expect("sim");
-    let expected = Expected { devices: router_devices(&sim) };
-    let setup = RouterSetup { poll_s: 10, consider_home_s: 180 };
-    let (mut connect, mut first, mut router, mut all, mut loads) = (vec![], vec![], vec![], vec![], vec![]);
+pub async fn startup(report: &mut Report, ewelink: usize, runs: usize) {
+    let options = SimOptions { clients: Some(30), ..SimOptions::default() };
+    let hubs = Hubs::start(options, RouterSetup { poll_s: 10, consider_home_s: 180 }, ewelink).await;
+    println!("start-up: 1 router, {}, {runs} runs", hubs.label());
+    let expected = hubs.expected();
+    let (mut connect, mut first, mut router, mut cloud, mut all, mut loads) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..runs {
         loads.push(load_average());
         let broker = Mosquitto::start();
         let mut sub = Subscriber::connect(&broker, "bench-sub", &["homeassistant/#", "hub2mqtt/#"]).await;
-        let mut bridge = BridgeProcess::spawn(&bridge_config(&broker, &router_section(&sim, &setup)));
+        let mut bridge = BridgeProcess::spawn(&hubs.config(&broker));
         let burst = watch(&mut sub, &expected, bridge.started).await;
         bridge.stop();
         sub.stop().await;
@@ -146,6 +195,10 @@ pub async fn startup(report: &mut Report, runs: usize) {
         connect.push(online - bridge.started);
         first.push(burst.first_config.expect("a config") - online);
         router.push(burst.first_config_of[ROUTER_ID] - online);
+        if let Some(t) = burst.first_config_of.iter().filter(|(d, _)| d.starts_with("ewelink_")).map(|(_, t)| *t).min()
+        {
+            cloud.push(t - online);
+        }
         all.push(burst.complete.expect("complete") - online);
     }
     let load = loads.iter().cloned().fold(0.0, f64::max);
@@ -159,9 +212,10 @@ pub async fn startup(report: &mut Report, runs: usize) {
         format!("{} (max {})", ms(percentile(&s, 50.0)), ms(percentile(&s, 100.0)))
     };
     let within = |v: &[Duration]| Some(percentile(&sorted(v), 100.0) <= Duration::from_millis(200));
-    report.row("start-up home", "process start → broker connected", line(&connect), "-", "-", None, load);
+    let scenario = format!("start-up {}", hubs.label());
+    report.row(&scenario, "process start → broker connected", line(&connect), "-", "-", None, load);
     report.row(
-        "start-up home",
+        &scenario,
         "connected → first discovery (bridge device)",
         line(&first),
         "-",
@@ -170,7 +224,7 @@ pub async fn startup(report: &mut Report, runs: usize) {
         load,
     );
     report.row(
-        "start-up home",
+        &scenario,
         "connected → router's first discovery",
         line(&router),
         "-",
@@ -178,28 +232,67 @@ pub async fn startup(report: &mut Report, runs: usize) {
         within(&router),
         load,
     );
-    report.row("start-up home", "connected → all 31 devices' configs + states", line(&all), "-", "-", None, load);
+    if !cloud.is_empty() {
+        report.row(
+            &scenario,
+            "connected → first eWeLink device's discovery",
+            line(&cloud),
+            "-",
+            "≤ 200 ms",
+            within(&cloud),
+            load,
+        );
+    }
+    report.row(
+        &scenario,
+        &format!("connected → all {} devices' configs + states", expected.devices.len()),
+        line(&all),
+        "-",
+        "-",
+        None,
+        load,
+    );
 }
 
-/// Steady state: the router polled every 5 s for `duration` (after the burst and a settling time):
-/// CPU time of the bridge process, its peak RSS, and MQTT messages per change.
-pub async fn steady(report: &mut Report, name: &str, clients: usize, churn: Duration, duration: Duration) {
-    println!("steady state '{name}': 1 router, {clients} LAN clients, poll 5 s, churn {churn:?}, {duration:?}");
+/// Steady state: the router polled every 5 s and every eWeLink device pushing a change every 10 s, for
+/// `duration` (after the burst, the adapter's query of every device, and a settling time): CPU time of the
+/// bridge process, its peak RSS, and MQTT messages per change.
+pub async fn steady(
+    report: &mut Report,
+    name: &str,
+    clients: usize,
+    churn: Duration,
+    ewelink: usize,
+    duration: Duration,
+) {
     let options =
         SimOptions { clients: Some(clients), client_churn: Some(churn), animate: true, ..SimOptions::default() };
-    let sim = SimRouter::start(options).await.expect("sim");
-    let expected = Expected { devices: router_devices(&sim) };
     // A short grace period, so that clients coming and going become changes within the window.
-    let setup = RouterSetup { poll_s: 5, consider_home_s: 5 };
+    let hubs = Hubs::start(options, RouterSetup { poll_s: 5, consider_home_s: 5 }, ewelink).await;
+    println!("steady state '{name}': 1 router, {}, poll 5 s, churn {churn:?}, {duration:?}", hubs.label());
+    let sim = &hubs.router;
+    let expected = hubs.expected();
     let broker = Mosquitto::start();
     let mut sub = Subscriber::connect(&broker, "bench-sub", &["homeassistant/#", "hub2mqtt/#"]).await;
-    let mut bridge = BridgeProcess::spawn(&bridge_config(&broker, &router_section(&sim, &setup)));
+    let mut bridge = BridgeProcess::spawn(&hubs.config(&broker));
     let burst = watch(&mut sub, &expected, bridge.started).await;
     assert_eq!(burst.missing, 0, "the burst is incomplete");
     let mut tally = Tally::default();
     for m in &burst.messages {
         tally.prime(m);
     }
+    // The adapter queries every device after connecting (paced: 50 ms apart); wait for it to finish.
+    if let Some(cloud) = &hubs.cloud {
+        let limit = Duration::from_millis(60 * ewelink as u64 + 30_000);
+        let started = Instant::now();
+        let queries = wait_for_queries(cloud, limit).await;
+        println!("  the adapter's queries: {queries}, settled after {}", ms(started.elapsed()));
+        while let Some(m) = sub.next(Duration::from_millis(1)).await {
+            tally.prime(&m);
+        }
+    }
+    let stop_pushes = CancellationToken::new();
+    let pushes = hubs.cloud.as_ref().map(|c| push_changes(c.clone(), Duration::from_secs(10), stop_pushes.clone()));
     // Settle: the first polls after start.
     let settle_until = Instant::now() + Duration::from_secs(12);
     while let Some(m) = sub.next(settle_until.saturating_duration_since(Instant::now())).await {
@@ -208,13 +301,21 @@ pub async fn steady(report: &mut Report, name: &str, clients: usize, churn: Dura
     let load0 = load_average();
     let polls0 = sim.stats().calls_by_func.get("homepage").copied().unwrap_or(0);
     let s0 = bridge.sample();
+    let pushes0 = pushes.as_ref().map(|p| p.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0);
     let t0 = Instant::now();
     let end = t0 + duration;
+    let mut cloud_states = 0u64;
     while let Some(m) = sub.next(end.saturating_duration_since(Instant::now())).await {
+        if matches!(crate::support::classify(&m.topic), crate::support::Kind::State { device } if device.starts_with("ewelink_"))
+        {
+            cloud_states += 1;
+        }
         tally.count(&m);
     }
     let s1 = bridge.sample();
     let elapsed = t0.elapsed();
+    let pushed = pushes.as_ref().map(|p| p.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0) - pushes0;
+    stop_pushes.cancel();
     let polls = sim.stats().calls_by_func.get("homepage").copied().unwrap_or(0) - polls0;
     let load = load0.max(load_average());
     let warnings = bridge.warnings();
@@ -223,7 +324,7 @@ pub async fn steady(report: &mut Report, name: &str, clients: usize, churn: Dura
 
     let cpu = (s1.cpu - s0.cpu).as_secs_f64() / elapsed.as_secs_f64() * 100.0;
     let (cpu_target, rss_target) = if clients <= 100 { (0.5, 12_000_000) } else { (5.0, 60_000_000) };
-    let scenario = format!("steady {name}");
+    let scenario = format!("steady {name} ({})", hubs.label());
     report.row(
         &scenario,
         &format!("CPU, % of one core ({} s)", elapsed.as_secs()),
@@ -270,7 +371,27 @@ pub async fn steady(report: &mut Report, name: &str, clients: usize, churn: Dura
         None,
         load,
     );
-    report.row(&scenario, "router polls in the window", polls.to_string(), "-", "-", None, load);
+    if pushed > 0 {
+        // Pushes near the window's edges may land on either side: the ratio is within a few per mille of 1.
+        report.row(
+            &scenario,
+            "eWeLink state messages per device push",
+            format!("{:.3} ({cloud_states} / {pushed})", cloud_states as f64 / pushed as f64),
+            "-",
+            "1",
+            Some((cloud_states as f64 / pushed as f64 - 1.0).abs() < 0.01),
+            load,
+        );
+    }
+    report.row(
+        &scenario,
+        "router polls / eWeLink pushes in the window",
+        format!("{polls} / {pushed}"),
+        "-",
+        "-",
+        None,
+        load,
+    );
     if !warnings.is_empty() {
         report.note(format!("steady {name}: {} warnings in the bridge's log, first: {}", warnings.len(), warnings[0]));
     }

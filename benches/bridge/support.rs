@@ -265,6 +265,11 @@ impl BridgeProcess {
             None => Command::new(bridge_binary()),
         };
         command.arg("run").arg("--config").arg(&path).current_dir(dir.path());
+        // `BENCH_BRIDGE_LOG=debug` (any --log-level), for looking into a figure; the log is the bridge.log
+        // below, kept while the process runs.
+        if let Ok(level) = std::env::var("BENCH_BRIDGE_LOG") {
+            command.arg("--log-level").arg(level);
+        }
         for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("HUB2MQTT_") || k == "RUST_LOG") {
             command.env_remove(key);
         }
@@ -410,7 +415,8 @@ pub fn median(values: &[Duration]) -> Duration {
 }
 
 pub fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 { format!("{ms:.2} ms") } else { format!("{ms:.1} ms") }
 }
 
 /// Megabytes (10^6 bytes, the stricter reading of the targets' "MB").
