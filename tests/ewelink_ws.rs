@@ -195,7 +195,7 @@ async fn watchers_see_each_update_frame_when_it_arrives() {
     let sim = sim_with(145).await;
     let dir = tempfile::tempdir().unwrap();
     let auth = auth(&sim, EwelinkApi::V2, &dir);
-    let mut r = run(&sim, &auth).await;
+    let r = run(&sim, &auth).await;
     let mut watch = sim.watch_updates();
     let before = std::time::Instant::now();
     let change = params(json!({"switch": "on"}));
