@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, IkuaiConfig};
+use crate::config::{Config, EwelinkApi, EwelinkConfig, IkuaiConfig};
 use crate::secret::Secret;
+use crate::sim::ewelink::{self as cloud_sim, SimCloud};
 use crate::sim::ikuai::{SimOptions, SimRouter};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -92,19 +93,46 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<(), Demo
         app_traffic: true,
         ..IkuaiConfig::default()
     });
+    let cloud = SimCloud::start(cloud_sim::SimOptions {
+        animate: Some(Duration::from_secs(5)),
+        ..cloud_sim::SimOptions::default()
+    })
+    .await
+    .map_err(|source| DemoError::Simulator { what: "eWeLink cloud", source })?;
+    let account = cloud.options();
+    let state_dir = std::env::temp_dir().join(format!("hub2mqtt-demo-{}", std::process::id()));
+    config.bridge.state_dir = state_dir.clone();
+    config.ewelink.push(EwelinkConfig {
+        id: "demo".into(),
+        name: Some("eWeLink demo cloud".into()),
+        api: EwelinkApi::V2,
+        base_url: Some(cloud.base_url()),
+        app_id: account.app_id.clone(),
+        app_secret: Some(Secret::new(account.app_secret.clone())),
+        email: Some(account.email.clone()),
+        password: Some(Secret::new(account.password.clone())),
+        ..EwelinkConfig::default()
+    });
     config.validate().map_err(|(key, message)| crate::config::ConfigError { file: "demo".into(), key, message })?;
 
     let base = &config.mqtt.base_topic;
+    let plug = format!("ewelink_{}", cloud_sim::ids::SWITCH_UIID1);
+    let bulb = format!("ewelink_{}", cloud_sim::ids::RGBW_104);
     println!(
         "hub2mqtt demo\n\
          \n  MQTT broker:     mqtt://{host}:{port}\
          \n  Watch it:        mosquitto_sub -h {host} -p {port} -t '{base}/#' -t 'homeassistant/#' -v\
          \n  Router state:    mosquitto_sub -h {host} -p {port} -t '{base}/ikuai_demo' -v\
+         \n  Toggle a plug:   mosquitto_pub -h {host} -p {port} -t '{base}/{plug}/switch/set' -m TOGGLE\
+         \n  Dim a bulb:      mosquitto_pub -h {host} -p {port} -t '{base}/{bulb}/set' -m '{{\"light\":{{\"state\":\"ON\",\"brightness\":30}}}}'\
+         \n  Failures:        mosquitto_sub -h {host} -p {port} -t '{base}/bridge/event' -v\
          \n  Simulated hubs:  iKuai router at {} (admin/admin, 12 LAN clients coming and going)\
+         \n                   eWeLink cloud at {} (a device of every supported kind; temperatures and power drift)\
          \n  Home Assistant:  add the MQTT integration with broker {host}, port {port}; the devices appear by themselves\
          \n                   (a Home Assistant on another machine: run the demo with --bind 0.0.0.0)\
          \n\n  Stop with Ctrl-C.\n",
-        router.url()
+        router.url(),
+        cloud.base_url()
     );
 
     let stop = CancellationToken::new();
@@ -128,5 +156,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<(), Demo
         }
     };
     router.stop().await;
+    cloud.stop();
+    let _ = std::fs::remove_dir_all(&state_dir);
     result
 }

@@ -334,6 +334,11 @@ fn num(v: Option<&Value>) -> Option<f64> {
     }
 }
 
+/// A reading as JSON: whole numbers as integers (`-55`, not `-55.0`), others as they are.
+fn reading(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 1e15 { json!(x as i64) } else { json!(x) }
+}
+
 fn round(x: f64, digits: i32) -> f64 {
     let p = 10f64.powi(digits);
     (x * p).round() / p
@@ -362,7 +367,7 @@ fn outlet_state(params: &Map<String, Value>, outlet: u64) -> Option<&str> {
 pub fn state(profile: &Profile, params: &Map<String, Value>) -> Map<String, Value> {
     let mut s = Map::new();
     let put_num = |s: &mut Map<String, Value>, key: &str, v: Option<f64>| {
-        s.insert(key.to_owned(), v.map_or(Value::Null, |f| json!(f)));
+        s.insert(key.to_owned(), v.map_or(Value::Null, reading));
     };
     for cap in &profile.caps {
         match *cap {
@@ -468,7 +473,7 @@ pub fn state(profile: &Profile, params: &Map<String, Value>) -> Map<String, Valu
         }
     }
     if let Some(rssi) = num(params.get("rssi")) {
-        s.insert("rssi".into(), json!(rssi));
+        s.insert("rssi".into(), reading(rssi));
     }
     if let Some(fw) = params.get("fwVersion").and_then(Value::as_str) {
         s.insert("firmware".into(), json!(fw));

@@ -79,25 +79,15 @@ pub struct TestBroker {
 impl TestBroker {
     /// Mosquitto if `HUB2MQTT_TEST_BROKER=mosquitto`, else the embedded broker.
     pub fn start() -> TestBroker {
-        let kind = match std::env::var("HUB2MQTT_TEST_BROKER").as_deref() {
-            Ok("mosquitto") => BrokerKind::Mosquitto,
-            _ => BrokerKind::Embedded,
-        };
-        let mut broker = TestBroker {
-            port: free_port(),
-            kind,
-            tls_port: None,
-            tls: None,
-            proxy: None,
-            child: None,
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        broker.spawn();
-        broker
+        Self::launch(None)
     }
 
     /// Like [`TestBroker::start`], plus a TLS listener (call from within a Tokio runtime).
     pub fn start_with_tls(tls: TlsFiles) -> TestBroker {
+        Self::launch(Some(tls))
+    }
+
+    fn launch(tls: Option<TlsFiles>) -> TestBroker {
         let kind = match std::env::var("HUB2MQTT_TEST_BROKER").as_deref() {
             Ok("mosquitto") => BrokerKind::Mosquitto,
             _ => BrokerKind::Embedded,
@@ -105,17 +95,19 @@ impl TestBroker {
         let mut broker = TestBroker {
             port: free_port(),
             kind,
-            tls_port: Some(free_port()),
-            tls: Some(tls),
+            tls_port: tls.as_ref().map(|_| free_port()),
+            tls,
             proxy: None,
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
         };
         broker.spawn();
-        if kind == BrokerKind::Embedded {
-            broker.proxy = Some(tls_proxy::start(broker.tls.as_ref().unwrap(), broker.tls_port.unwrap(), broker.port));
+        if let (Some(tls), Some(tls_port)) = (&broker.tls, broker.tls_port) {
+            if kind == BrokerKind::Embedded {
+                broker.proxy = Some(tls_proxy::start(tls, tls_port, broker.port));
+            }
+            wait_until_listening(tls_port, "the TLS listener");
         }
-        wait_until_listening(broker.tls_port.unwrap(), "the TLS listener");
         broker
     }
 
@@ -292,7 +284,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Connects and subscribes (QoS 1); returns once the subscription is acknowledged.
+    /// Connects and subscribes (QoS 0); returns once the subscription is acknowledged.
     pub async fn connect(broker: &TestBroker, filters: &[&str]) -> Watcher {
         Self::connect_port(broker.port, filters).await
     }
@@ -310,8 +302,10 @@ impl Watcher {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        // QoS 0, as Home Assistant and mosquitto_sub subscribe: the embedded broker replays
+                        // every retained message to it (to a QoS 1 subscription only the first 100).
                         for f in &filters {
-                            let _ = sub.subscribe(f.clone(), QoS::AtLeastOnce).await;
+                            let _ = sub.subscribe(f.clone(), QoS::AtMostOnce).await;
                         }
                     }
                     Ok(Event::Incoming(Incoming::SubAck(_))) => {

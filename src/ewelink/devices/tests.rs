@@ -1,3 +1,5 @@
+//! Unit tests of the uiid capability table: every fixture device's entities, states and commands.
+
 use super::spec as device_spec;
 use super::*;
 use crate::hub::EntityKind;

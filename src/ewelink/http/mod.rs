@@ -441,6 +441,25 @@ fn check(api: EwelinkApi, call: Call, status: u16, body: &Value) -> Result<(), C
     }
 }
 
+/// The session in a login answer (the same fields in v1 and in v2's `data`); remembers the region it names.
+fn tokens_from(answer: &Value, http: &Http) -> Result<Tokens, CloudError> {
+    let apikey = answer
+        .get("user")
+        .and_then(|u| u.get("apikey"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| CloudError::Protocol("the login answer has no user.apikey".into()))?
+        .to_owned();
+    if let Some(region) = answer.get("region").and_then(Value::as_str).and_then(crate::config::Region::parse) {
+        http.set_region(region);
+    }
+    Ok(Tokens {
+        at: token(answer.get("at"), "at")?,
+        rt: Some(token(answer.get("rt"), "rt")?),
+        apikey,
+        region: http.region(),
+    })
+}
+
 /// A token from a login or refresh answer, registered for redaction.
 fn token(v: Option<&Value>, what: &str) -> Result<Secret, CloudError> {
     v.and_then(Value::as_str)

@@ -7,7 +7,9 @@ use serde_json::{Map, Value, json};
 
 use crate::secret::Secret;
 
-use super::{Call, CloudDevice, CloudError, Credentials, Group, Http, LoginId, Tokens, bearer, check, token};
+use super::{
+    Call, CloudDevice, CloudError, Credentials, Group, Http, LoginId, Tokens, bearer, check, token, tokens_from,
+};
 use crate::ewelink::sign;
 
 const VERSION: u32 = 8;
@@ -110,24 +112,6 @@ async fn region_of(http: &Http, country_code: &str) -> Result<String, CloudError
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| CloudError::Protocol("the region query has no region".into()))
-}
-
-fn tokens_from(answer: &Value, http: &Http) -> Result<Tokens, CloudError> {
-    let apikey = answer
-        .get("user")
-        .and_then(|u| u.get("apikey"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| CloudError::Protocol("the login answer has no user.apikey".into()))?
-        .to_owned();
-    if let Some(region) = answer.get("region").and_then(Value::as_str).and_then(crate::config::Region::parse) {
-        http.set_region(region);
-    }
-    Ok(Tokens {
-        at: token(answer.get("at"), "at")?,
-        rt: Some(token(answer.get("rt"), "rt")?),
-        apikey,
-        region: http.region(),
-    })
 }
 
 pub(super) async fn refresh(http: &Http, rt: &Secret) -> Result<(Secret, Secret), CloudError> {

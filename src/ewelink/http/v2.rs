@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::secret::Secret;
 
-use super::{Call, CloudDevice, CloudError, Credentials, Http, LoginId, Tokens, bearer, check, token};
+use super::{Call, CloudDevice, CloudError, Credentials, Http, LoginId, Tokens, bearer, check, token, tokens_from};
 use crate::ewelink::sign;
 
 fn ck_headers(http: &Http) -> Vec<(&'static str, String)> {
@@ -58,21 +58,7 @@ pub(super) async fn login(http: &Http, creds: &Credentials) -> Result<Tokens, Cl
     };
     body.insert("password".into(), json!(creds.password.expose()));
     let data = signed_post(http, "/v2/user/login", Value::Object(body), Call::Login).await?;
-    let apikey = data
-        .get("user")
-        .and_then(|u| u.get("apikey"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| CloudError::Protocol("the login answer has no user.apikey".into()))?
-        .to_owned();
-    if let Some(region) = data.get("region").and_then(Value::as_str).and_then(crate::config::Region::parse) {
-        http.set_region(region);
-    }
-    Ok(Tokens {
-        at: token(data.get("at"), "at")?,
-        rt: Some(token(data.get("rt"), "rt")?),
-        apikey,
-        region: http.region(),
-    })
+    tokens_from(&data, http)
 }
 
 pub(super) async fn refresh(http: &Http, rt: &Secret) -> Result<(Secret, Secret), CloudError> {
