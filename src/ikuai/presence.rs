@@ -195,7 +195,8 @@ pub struct PresenceChanges {
 pub struct Presence {
     consider_home: Duration,
     prune_after: Option<Duration>,
-    clients: BTreeMap<String, Tracked>,
+    /// Boxed: a B-tree node holds eleven values whether used or not, and a client's is some 300 bytes.
+    clients: BTreeMap<String, Box<Tracked>>,
 }
 
 impl Presence {
@@ -220,10 +221,10 @@ impl Presence {
                     changes.new.push(info.mac.clone());
                     changes.changed.push(info.mac.clone());
                     let mac = info.mac.clone();
-                    self.clients.insert(mac, Tracked { info, last_seen: now, home: true, listed: true });
+                    self.clients.insert(mac, Box::new(Tracked { info, last_seen: now, home: true, listed: true }));
                 }
                 Some(t) => {
-                    let old = std::mem::replace(t, Tracked { info, last_seen: now, home: true, listed: true });
+                    let old = std::mem::replace(&mut **t, Tracked { info, last_seen: now, home: true, listed: true });
                     if !old.home || !old.listed || old.info != t.info {
                         changes.changed.push(t.info.mac.clone());
                         changes.previous.insert(t.info.mac.clone(), (old.info, old.home));
