@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// A device as a hub describes it. Sent as [`HubEvent::Device`] when first seen and whenever it changes;
 /// the bridge compares entity lists and removes entities that disappeared.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Hash)]
 pub struct DeviceSpec {
     /// Stable, unique across the whole bridge (prefix it with the hub id, e.g. `ikuai_home`,
     /// `ewelink_1000abcdef`). The bridge derives topic-safe ids from it.
@@ -82,7 +82,7 @@ impl DeviceSpec {
 }
 
 /// One entity of a device.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Hash)]
 pub struct EntitySpec {
     /// Key of the entity's value in the device's state object; also the entity's id segment in topics.
     pub key: String,
@@ -144,7 +144,7 @@ impl EntitySpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum EntityCategory {
     Diagnostic,
@@ -152,7 +152,7 @@ pub enum EntityCategory {
 }
 
 /// What an entity is, and what Home Assistant needs to know to show it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Hash)]
 pub enum EntityKind {
     Sensor(SensorSpec),
     BinarySensor {
@@ -170,7 +170,7 @@ pub enum EntityKind {
     Cover(CoverSpec),
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Hash)]
 pub struct SensorSpec {
     pub device_class: Option<SensorClass>,
     /// Unit of measurement exactly as Home Assistant spells it (`"B/s"`, `"°C"`, `"%"`).
@@ -196,7 +196,7 @@ impl SensorSpec {
 }
 
 /// Home Assistant sensor device classes used by hub2mqtt (serialised in Home Assistant's spelling).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum SensorClass {
     Battery,
@@ -215,7 +215,7 @@ pub enum SensorClass {
     Voltage,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum StateClass {
     Measurement,
@@ -223,7 +223,7 @@ pub enum StateClass {
     TotalIncreasing,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum BinarySensorClass {
     Connectivity,
@@ -236,7 +236,7 @@ pub enum BinarySensorClass {
     Running,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum ButtonClass {
     Identify,
@@ -245,7 +245,7 @@ pub enum ButtonClass {
 }
 
 /// A light, commanded and reported with Home Assistant's JSON light schema.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Hash)]
 pub struct LightSpec {
     /// The brightness range the state and commands use (`Some(100)` for 1–100 devices, `Some(255)`);
     /// `None` for an on/off light.
@@ -259,14 +259,14 @@ pub struct LightSpec {
 }
 
 /// A fan with an on/off state, and optionally a percentage speed and preset modes.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Hash)]
 pub struct FanSpec {
     /// Number of discrete speeds behind the percentage (`None` if the fan has no speed control).
     pub speed_count: Option<u8>,
     pub preset_modes: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Hash)]
 pub struct CoverSpec {
     /// Whether the cover reports and accepts a position (0 = closed, 100 = open).
     pub position: bool,

@@ -47,6 +47,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    tune_malloc();
     let cli = Cli::parse();
     hub2mqtt::logging::init(cli.log_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -73,6 +74,38 @@ fn main() -> ExitCode {
         }
     })
 }
+
+/// glibc's malloc gives each thread that allocates its own arena, keeps what is freed in it, and raises its
+/// mmap threshold after the first large free: with thousands of devices the bridge's resident memory grew
+/// to twice its heap within minutes of polling (BENCHMARKS.md). One arena (the bridge's few threads are
+/// I/O-bound and rarely allocate at the same moment; small allocations use per-thread caches anyway) and
+/// fixed 64 KiB mmap and trim thresholds keep it near the heap. `MALLOC_ARENA_MAX`,
+/// `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` in the environment win over these.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_malloc() {
+    unsafe extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    const M_TRIM_THRESHOLD: i32 = -1;
+    const M_MMAP_THRESHOLD: i32 = -3;
+    const M_ARENA_MAX: i32 = -8;
+    for (param, value, env) in [
+        (M_ARENA_MAX, 1, "MALLOC_ARENA_MAX"),
+        (M_MMAP_THRESHOLD, 64 * 1024, "MALLOC_MMAP_THRESHOLD_"),
+        (M_TRIM_THRESHOLD, 64 * 1024, "MALLOC_TRIM_THRESHOLD_"),
+    ] {
+        if std::env::var_os(env).is_none() {
+            // SAFETY: mallopt only sets allocator parameters; this runs first in main, before any other
+            // thread exists.
+            unsafe {
+                mallopt(param, value);
+            }
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}
 
 /// Exit code of an invalid configuration (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;

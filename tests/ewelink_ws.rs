@@ -191,6 +191,22 @@ async fn update_is_acked_by_sequence_and_pushed_back_by_the_device() {
 }
 
 #[tokio::test]
+async fn watchers_see_each_update_frame_when_it_arrives() {
+    let sim = sim_with(145).await;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = auth(&sim, EwelinkApi::V2, &dir);
+    let r = run(&sim, &auth).await;
+    let mut watch = sim.watch_updates();
+    let before = std::time::Instant::now();
+    let change = params(json!({"switch": "on"}));
+    r.client.update(ids::SWITCH_UIID1, USER_APIKEY, USER_APIKEY, &change, WAIT).await.unwrap();
+    let (at, frame) = watch.try_recv().expect("the frame, before its ack");
+    assert!(at >= before && at <= std::time::Instant::now());
+    assert_eq!((frame["deviceid"].as_str(), &frame["params"]), (Some(ids::SWITCH_UIID1), &json!({"switch": "on"})));
+    assert!(watch.try_recv().is_err(), "one frame, one notice");
+}
+
+#[tokio::test]
 async fn offline_unresponsive_and_late_devices_fail_with_their_reason() {
     let sim = sim_with(145).await;
     let dir = tempfile::tempdir().unwrap();

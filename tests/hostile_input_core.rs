@@ -24,8 +24,8 @@ impl CommandTargets for Device {
             _ => None,
         }
     }
-    fn accepted(&self) -> Vec<&str> {
-        vec!["fan", "light", "switch", "timers"]
+    fn accepted(&self) -> Vec<String> {
+        ["fan", "light", "switch", "timers"].map(String::from).to_vec()
     }
 }
 
@@ -70,7 +70,7 @@ proptest! {
             if let Ok((_, changes)) = commands::to_changes(&parsed, &payload, &d) {
                 prop_assert!(!changes.is_empty());
                 for (key, _) in changes {
-                    prop_assert!(d.accepted().contains(&key.as_str()));
+                    prop_assert!(d.accepted().contains(&key));
                 }
             }
         }

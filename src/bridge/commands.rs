@@ -70,7 +70,7 @@ pub trait CommandTargets {
     /// The adapter's key and the entity kind (`None` for an extra command key) for a sanitised key.
     fn target(&self, key: &str) -> Option<(&str, Option<&EntityKind>)>;
     /// Every accepted key, for error messages.
-    fn accepted(&self) -> Vec<&str>;
+    fn accepted(&self) -> Vec<String>;
 }
 
 /// A plain payload as a JSON value: JSON when it parses (`50`, `true`, `{...}`), else the trimmed text.
@@ -161,8 +161,8 @@ mod tests {
                 _ => None,
             }
         }
-        fn accepted(&self) -> Vec<&str> {
-            vec!["switch_1", "light", "fan", "timers"]
+        fn accepted(&self) -> Vec<String> {
+            ["switch_1", "light", "fan", "timers"].map(String::from).to_vec()
         }
     }
 

@@ -38,6 +38,9 @@ use crate::mqtt::{Inbound, Publisher};
 
 /// Queue of events from all hubs to the bridge.
 const HUB_EVENT_CAPACITY: usize = 4096;
+/// Hub events already queued are handled together, up to this many, before publishing: a burst of
+/// announcements then updates `bridge/info` once per batch instead of once per device.
+const HUB_EVENT_BATCH: usize = 256;
 /// Commands waiting for one hub's adapter.
 const HUB_COMMAND_CAPACITY: usize = 256;
 /// Events kept while disconnected, published on reconnection.
@@ -155,7 +158,14 @@ impl Bridge {
             let birth = self.birth_at;
             let out = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some((hub, event)) = self.events_rx.recv() => self.on_hub_event(hub, event),
+                Some((hub, event)) = self.events_rx.recv() => {
+                    let mut out = self.on_hub_event(hub, event);
+                    for _ in 1..HUB_EVENT_BATCH {
+                        let Ok((hub, event)) = self.events_rx.try_recv() else { break };
+                        out.extend(self.on_hub_event(hub, event));
+                    }
+                    self.last_info_only(out)
+                }
                 message = inbound.recv() => match message {
                     Some(message) => self.on_mqtt(message),
                     None => break,
@@ -389,6 +399,19 @@ impl Bridge {
         }
     }
 
+    /// Keeps only the last `bridge/info` of a batch (each one is the whole info, retained).
+    fn last_info_only(&self, mut out: Vec<Outgoing>) -> Vec<Outgoing> {
+        let topic = self.topics.bridge_info();
+        if let Some(last) = out.iter().rposition(|m| m.topic == topic) {
+            let mut index = 0;
+            out.retain(|m| {
+                index += 1;
+                m.topic != topic || index - 1 == last
+            });
+        }
+        out
+    }
+
     /// Everything: the bridge device, then every device, discovery before states.
     fn everything(&mut self) -> Vec<Outgoing> {
         let mut out = Vec::new();
@@ -514,6 +537,26 @@ mod tests {
         b.gate(out);
         let out = b.on_mqtt(Inbound::Connected);
         assert!(out.iter().all(|m| !m.payload.is_empty()), "no deletion of a config that is back");
+    }
+
+    #[test]
+    fn a_batch_of_announcements_updates_info_once() {
+        let mut b = bridge();
+        let _hub = b.add_hub("hub", "Hub");
+        b.on_mqtt(Inbound::Connected);
+        let mut out = Vec::new();
+        for id in ["p1", "p2", "p3"] {
+            let mut spec = DeviceSpec::new(id, "Plug");
+            spec.entities.push(EntitySpec::new("switch", None, EntityKind::Switch));
+            out.extend(b.on_hub_event(0, HubEvent::Device(Box::new(spec))));
+        }
+        assert_eq!(out.iter().filter(|m| m.topic == "h/bridge/info").count(), 3);
+        let out = b.last_info_only(out);
+        let infos: Vec<&Outgoing> = out.iter().filter(|m| m.topic == "h/bridge/info").collect();
+        assert_eq!(infos.len(), 1);
+        let info: Value = serde_json::from_slice(&infos[0].payload).unwrap();
+        assert_eq!(info["devices"], 3, "the last one, with every device counted");
+        assert_eq!(out.len(), 3 * 2 + 1, "every config and availability stays");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The bridge's memory: every device a hub announced, who owns it, its merged state, its availability,
-//! and what was last published for it (discovery configs, state payloads), so that unchanged things are
-//! not published again and vanished entities can be removed.
+//! and what was last published for it (fingerprints of discovery configs and state payloads), so that
+//! unchanged things are not published again and vanished entities can be removed.
+//!
+//! Kept compact: with thousands of devices (a router's LAN clients) every allocation per device counts, so
+//! a device's merged state is kept as its JSON text, and what was published only as 64-bit fingerprints.
 //!
 //! Pure bookkeeping: it computes what to publish and returns it as [`Outgoing`] messages; it does no I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -47,33 +50,65 @@ pub struct DeviceEntry {
     pub spec: DeviceSpec,
     /// The sanitised id used in topics.
     pub topic_id: String,
-    /// Entity keys as the adapter spells them, by sanitised key.
-    keys: HashMap<String, String>,
-    state: Map<String, Value>,
+    /// The merged state as JSON text (a map; empty while no state came): one allocation instead of a
+    /// tree of them.
+    state: Box<[u8]>,
     online: bool,
-    published_state: Option<Bytes>,
+    /// Fingerprint of the state payload last published.
+    published_state: Option<u64>,
     published_entity_states: HashMap<String, Bytes>,
     published_online: Option<bool>,
-    published_discovery: BTreeMap<String, Bytes>,
+    /// A fingerprint of each entity's discovery config as last published, in the order of
+    /// `spec.entities` (`None`: not published); empty while nothing was. The topics follow from the
+    /// entities, so neither they nor the payloads (a kilobyte or two per entity) are kept.
+    published_discovery: Box<[Option<u64>]>,
+}
+
+impl DeviceEntry {
+    /// The adapter's spelling of a sanitised entity key: an entity's key first, else an extra command's.
+    fn adapter_key(&self, key: &str) -> Option<&str> {
+        let entities = self.spec.entities.iter().map(|e| e.key.as_str());
+        entities.chain(self.spec.extra_commands.iter().map(String::as_str)).find(|raw| sanitizes_to(raw, key))
+    }
+
+    fn state_map(&self) -> Map<String, Value> {
+        if self.state.is_empty() {
+            return Map::new();
+        }
+        // Always written by `update_state` from a map, so it reads back; an empty map would only lose state.
+        serde_json::from_slice(&self.state).unwrap_or_else(|e| {
+            tracing::error!(device = %self.spec.id, "cannot read back the kept state: {e}");
+            Map::new()
+        })
+    }
+}
+
+/// Whether `sanitize_id(raw) == key`, without allocating.
+fn sanitizes_to(raw: &str, key: &str) -> bool {
+    if raw.is_empty() {
+        return key == "_";
+    }
+    raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).eq(key.chars())
 }
 
 impl CommandTargets for DeviceEntry {
     fn target(&self, key: &str) -> Option<(&str, Option<&EntityKind>)> {
-        let adapter_key = self.keys.get(key)?;
+        let adapter_key = self.adapter_key(key)?;
         if let Some(entity) = self.spec.entity(adapter_key) {
-            return entity.accepts_commands().then_some((adapter_key.as_str(), Some(&entity.kind)));
+            return entity.accepts_commands().then_some((adapter_key, Some(&entity.kind)));
         }
-        Some((adapter_key.as_str(), None))
+        Some((adapter_key, None))
     }
 
-    fn accepted(&self) -> Vec<&str> {
-        let mut keys: Vec<&str> = self
-            .keys
-            .iter()
-            .filter(|(_, k)| self.spec.entity(k).is_none_or(|e| e.accepts_commands()))
-            .map(|(s, _)| s.as_str())
-            .collect();
+    fn accepted(&self) -> Vec<String> {
+        let entities = self.spec.entities.iter().map(|e| e.key.as_str());
+        let mut keys: Vec<String> =
+            entities.chain(self.spec.extra_commands.iter().map(String::as_str)).map(sanitize_id).collect();
         keys.sort_unstable();
+        keys.dedup();
+        keys.retain(|key| {
+            self.adapter_key(key).is_some_and(|k| self.spec.entity(k).is_none_or(|e| e.accepts_commands()))
+        });
         keys
     }
 }
@@ -92,7 +127,8 @@ pub struct Registry {
     topics: Topics,
     discovery: bool,
     bridge_identifier: String,
-    devices: BTreeMap<String, DeviceEntry>,
+    /// Boxed: a B-tree node holds eleven values whether used or not.
+    devices: BTreeMap<String, Box<DeviceEntry>>,
 }
 
 impl Registry {
@@ -114,7 +150,7 @@ impl Registry {
     }
 
     pub fn get(&self, topic_id: &str) -> Option<&DeviceEntry> {
-        self.devices.get(topic_id)
+        self.devices.get(topic_id).map(|entry| &**entry)
     }
 
     /// The topic id of a hub's device, if that hub announced it.
@@ -140,12 +176,12 @@ impl Registry {
                 existing.spec.id
             ))];
         }
-        let mut keys = HashMap::new();
+        let mut keys = HashSet::new();
         spec.entities.retain(|entity| {
             let key = sanitize_id(&entity.key);
             let problem = if RESERVED_KEYS.contains(&key.as_str()) {
                 Some(format!("entity key `{key}` is reserved"))
-            } else if keys.contains_key(&key) {
+            } else if keys.contains(&key) {
                 Some(format!("two entities share the key `{key}`"))
             } else {
                 discovery::validate_entity(entity).err()
@@ -159,47 +195,50 @@ impl Registry {
                     false
                 }
                 None => {
-                    keys.insert(key, entity.key.clone());
+                    keys.insert(key);
                     true
                 }
             }
         });
-        for extra in &spec.extra_commands {
-            keys.entry(sanitize_id(extra)).or_insert_with(|| extra.clone());
-        }
-        match self.devices.get_mut(&topic_id) {
+        // Kept for the device's life: no spare capacity (an adapter pushing one entity leaves room for four).
+        spec.entities.shrink_to_fit();
+        let previous = match self.devices.get_mut(&topic_id) {
             Some(entry) => {
                 if entry.spec == spec {
                     return rejections;
                 }
-                entry.spec = spec;
-                entry.keys = keys;
+                Some(std::mem::replace(&mut entry.spec, spec))
             }
             None => {
                 let entry = DeviceEntry {
                     hub,
                     spec,
                     topic_id: topic_id.clone(),
-                    keys,
-                    state: Map::new(),
+                    state: Box::default(),
                     online: true,
                     published_state: None,
                     published_entity_states: HashMap::new(),
                     published_online: None,
-                    published_discovery: BTreeMap::new(),
+                    published_discovery: Box::default(),
                 };
-                self.devices.insert(topic_id.clone(), entry);
+                self.devices.insert(topic_id.clone(), Box::new(entry));
+                None
             }
+        };
+        self.publish_discovery(&topic_id, Mode::Changes, previous.as_ref(), out);
+        if let Some(entry) = self.devices.get_mut(&topic_id) {
+            Self::publish_availability(&self.topics, entry, Mode::Changes, out);
+            let state = entry.state_map();
+            Self::publish_state(&self.topics, entry, &state, Mode::Changes, out);
         }
-        self.publish_device(&topic_id, Mode::Changes, out);
         rejections
     }
 
     /// Forgets a device and clears everything published for it.
     pub fn remove(&mut self, topic_id: &str, out: &mut Vec<Outgoing>) {
         let Some(entry) = self.devices.remove(topic_id) else { return };
-        for topic in entry.published_discovery.keys() {
-            out.push(Outgoing::clear(topic.clone()));
+        for (topic, _) in published_configs(&self.topics, topic_id, &entry.spec, &entry.published_discovery) {
+            out.push(Outgoing::clear(topic));
         }
         for key in entry.published_entity_states.keys() {
             out.push(Outgoing::clear(self.topics.entity_state(topic_id, key)));
@@ -211,15 +250,20 @@ impl Registry {
     /// Merges new values into a device's state and publishes what changed.
     pub fn update_state(&mut self, topic_id: &str, values: Map<String, Value>, out: &mut Vec<Outgoing>) {
         let Some(entry) = self.devices.get_mut(topic_id) else { return };
+        let mut state = entry.state_map();
         for (key, value) in values {
             let key = if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
                 key
             } else {
                 sanitize_id(&key)
             };
-            entry.state.insert(key, value);
+            state.insert(key, value);
         }
-        Self::publish_state(&self.topics, entry, Mode::Changes, out);
+        match serde_json::to_vec(&state) {
+            Ok(text) => entry.state = text.into_boxed_slice(),
+            Err(e) => tracing::error!(device = %entry.spec.id, "cannot keep the state: {e}"),
+        }
+        Self::publish_state(&self.topics, entry, &state, Mode::Changes, out);
     }
 
     pub fn set_online(&mut self, topic_id: &str, online: bool, out: &mut Vec<Outgoing>) {
@@ -232,11 +276,12 @@ impl Registry {
     pub fn publish_all(&mut self, out: &mut Vec<Outgoing>) {
         let ids: Vec<String> = self.devices.keys().cloned().collect();
         for id in &ids {
-            self.publish_discovery(id, Mode::Everything, out);
+            self.publish_discovery(id, Mode::Everything, None, out);
         }
         for entry in self.devices.values_mut() {
             Self::publish_availability(&self.topics, entry, Mode::Everything, out);
-            Self::publish_state(&self.topics, entry, Mode::Everything, out);
+            let state = entry.state_map();
+            Self::publish_state(&self.topics, entry, &state, Mode::Everything, out);
         }
     }
 
@@ -249,34 +294,37 @@ impl Registry {
         }
     }
 
-    fn publish_device(&mut self, topic_id: &str, mode: Mode, out: &mut Vec<Outgoing>) {
-        self.publish_discovery(topic_id, mode, out);
-        if let Some(entry) = self.devices.get_mut(topic_id) {
-            Self::publish_availability(&self.topics, entry, mode, out);
-            Self::publish_state(&self.topics, entry, mode, out);
-        }
-    }
-
-    fn publish_discovery(&mut self, topic_id: &str, mode: Mode, out: &mut Vec<Outgoing>) {
+    /// Publishes the discovery configs of a device; `previous` is the spec the kept fingerprints were made
+    /// from when it just changed (else they belong to the current one).
+    fn publish_discovery(
+        &mut self,
+        topic_id: &str,
+        mode: Mode,
+        previous: Option<&DeviceSpec>,
+        out: &mut Vec<Outgoing>,
+    ) {
         if !self.discovery {
             return;
         }
         let Some(entry) = self.devices.get_mut(topic_id) else { return };
+        let published: BTreeMap<String, u64> =
+            published_configs(&self.topics, topic_id, previous.unwrap_or(&entry.spec), &entry.published_discovery)
+                .collect();
         let ctx = Context { topics: &self.topics, bridge_identifier: &self.bridge_identifier };
         let device = discovery::device_block(&ctx, &entry.spec, topic_id);
         let mut configs = BTreeMap::new();
-        for entity in &entry.spec.entities {
+        for (index, entity) in entry.spec.entities.iter().enumerate() {
             let (topic, config) = discovery::entity_config(&ctx, &device, topic_id, entity);
             match serde_json::to_vec(&config) {
                 Ok(payload) => {
-                    configs.insert(topic, Bytes::from(payload));
+                    configs.insert(topic, (index, Bytes::from(payload)));
                 }
                 Err(e) => {
                     tracing::error!(device = %entry.spec.id, entity = %entity.key, "cannot serialise discovery: {e}")
                 }
             }
         }
-        for (topic, _) in entry.published_discovery.iter().filter(|(t, _)| !configs.contains_key(*t)) {
+        for (topic, _) in published.iter().filter(|(t, _)| !configs.contains_key(*t)) {
             out.push(Outgoing::clear(topic.clone()));
         }
         let light_keys: Vec<String> = light_keys(&entry.spec).collect();
@@ -287,12 +335,15 @@ impl Registry {
             }
             keep
         });
-        for (topic, payload) in &configs {
-            if mode == Mode::Everything || entry.published_discovery.get(topic) != Some(payload) {
-                out.push(Outgoing::retained(topic.clone(), payload.clone()));
+        let mut prints = vec![None; entry.spec.entities.len()];
+        for (topic, (index, payload)) in configs {
+            let print = fingerprint(&payload);
+            if mode == Mode::Everything || published.get(&topic) != Some(&print) {
+                out.push(Outgoing::retained(topic, payload));
             }
+            prints[index] = Some(print);
         }
-        entry.published_discovery = configs;
+        entry.published_discovery = prints.into_boxed_slice();
     }
 
     fn publish_availability(topics: &Topics, entry: &mut DeviceEntry, mode: Mode, out: &mut Vec<Outgoing>) {
@@ -303,12 +354,18 @@ impl Registry {
         }
     }
 
-    fn publish_state(topics: &Topics, entry: &mut DeviceEntry, mode: Mode, out: &mut Vec<Outgoing>) {
-        if entry.state.is_empty() {
+    fn publish_state(
+        topics: &Topics,
+        entry: &mut DeviceEntry,
+        state: &Map<String, Value>,
+        mode: Mode,
+        out: &mut Vec<Outgoing>,
+    ) {
+        if state.is_empty() {
             return;
         }
         // Every entity key is present (null while unknown) so that templates never hit a missing key.
-        let mut published = entry.state.clone();
+        let mut published = state.clone();
         for entity in &entry.spec.entities {
             let key = sanitize_id(&entity.key);
             published.entry(key).or_insert(Value::Null);
@@ -323,9 +380,10 @@ impl Registry {
                 return;
             }
         };
-        if mode == Mode::Everything || entry.published_state.as_ref() != Some(&payload) {
-            out.push(Outgoing::retained(topics.state(&entry.topic_id), payload.clone()));
-            entry.published_state = Some(payload);
+        let print = fingerprint(&payload);
+        if mode == Mode::Everything || entry.published_state != Some(print) {
+            out.push(Outgoing::retained(topics.state(&entry.topic_id), payload));
+            entry.published_state = Some(print);
         }
         for key in light_keys(&entry.spec) {
             let Some(ha_state) = published.get(&key).and_then(crate::hass::light::state_for_ha) else { continue };
@@ -337,6 +395,28 @@ impl Registry {
             }
         }
     }
+}
+
+/// A 64-bit fingerprint of a payload, to tell whether it changed since it was published.
+fn fingerprint(payload: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The discovery topics published for a device's entities, with their fingerprints (`prints` in the order
+/// of `spec.entities`, as [`DeviceEntry::published_discovery`]).
+fn published_configs<'a>(
+    topics: &'a Topics,
+    topic_id: &'a str,
+    spec: &'a DeviceSpec,
+    prints: &'a [Option<u64>],
+) -> impl Iterator<Item = (String, u64)> + 'a {
+    spec.entities.iter().zip(prints).filter_map(move |(entity, print)| {
+        let topic = topics.discovery(discovery::component(&entity.kind), topic_id, &sanitize_id(&entity.key));
+        print.map(|p| (topic, p))
+    })
 }
 
 /// Sanitised keys of entities that have their own state topic.
@@ -452,5 +532,36 @@ mod tests {
         assert_eq!(entry.target("timers").map(|t| t.1.is_none()), Some(true));
         assert!(entry.target("rssi").is_none(), "sensors take no commands");
         assert_eq!(entry.accepted(), vec!["Relay_2", "switch", "timers"]);
+    }
+
+    #[test]
+    fn sanitizes_to_agrees_with_sanitize_id() {
+        for raw in ["", "switch", "Relay 2", "a/b+c", "ünï", "x-y_z", "_"] {
+            assert!(sanitizes_to(raw, &sanitize_id(raw)), "{raw}");
+            assert!(!sanitizes_to(raw, "other"), "{raw}");
+        }
+    }
+
+    #[test]
+    fn state_is_merged_across_updates_and_a_changed_kind_moves_its_config() {
+        let mut r = registry();
+        let mut out = Vec::new();
+        r.announce(0, plug("p1"), &mut out);
+        r.update_state("p1", json!({"switch": "ON", "rssi": -60}).as_object().unwrap().clone(), &mut out);
+        out.clear();
+        r.update_state("p1", json!({"rssi": -61.5}).as_object().unwrap().clone(), &mut out);
+        assert_eq!(out[0].payload, Bytes::from(r#"{"rssi":-61.5,"switch":"ON"}"#));
+        out.clear();
+        let mut changed = plug("p1");
+        changed.entities[1].kind = EntityKind::BinarySensor { device_class: None, expire_after: None };
+        r.announce(0, changed, &mut out);
+        assert_eq!(topics(&out), vec!["ha/sensor/p1/rssi/config", "ha/binary_sensor/p1/rssi/config"]);
+        assert!(out[0].payload.is_empty() && !out[1].payload.is_empty());
+        out.clear();
+        r.remove("p1", &mut out);
+        assert_eq!(
+            topics(&out),
+            vec!["ha/switch/p1/switch/config", "ha/binary_sensor/p1/rssi/config", "h/p1", "h/p1/availability"]
+        );
     }
 }

@@ -84,7 +84,11 @@ struct Device {
     profile: Profile,
     params: Map<String, Value>,
     online: bool,
-    spec: DeviceSpec,
+    /// A fingerprint of the device spec last announced (the bridge keeps the spec; to tell whether it changed
+    /// this suffices).
+    spec_print: u64,
+    /// Whether the spec offers `timers` commands.
+    has_timers: bool,
     /// Parameter updates received (to know whether a confirmed command was followed by a push).
     updates: u64,
 }
@@ -398,14 +402,17 @@ impl Adapter {
             let spec = devices::spec(&cloud, &profile, &own);
             let owner = if cloud.apikey.is_empty() { own.clone() } else { cloud.apikey.clone() };
             let id = cloud.deviceid.clone();
+            let spec_print = spec_fingerprint(&spec);
+            let has_timers = spec.extra_commands.iter().any(|k| k == "timers");
             let announce = match self.devices.get_mut(&id) {
                 Some(d) => {
                     devices::merge_params(&mut d.params, &cloud.params);
                     d.online = cloud.online;
                     d.owner_apikey = owner;
                     d.profile = profile;
-                    let changed = d.spec != spec;
-                    d.spec = spec;
+                    let changed = d.spec_print != spec_print;
+                    d.spec_print = spec_print;
+                    d.has_timers = has_timers;
                     changed
                 }
                 None => {
@@ -416,17 +423,18 @@ impl Adapter {
                         profile,
                         params: cloud.params,
                         online: cloud.online,
-                        spec,
+                        spec_print,
+                        has_timers,
                         updates: 0,
                     };
                     self.devices.insert(id.clone(), device);
                     true
                 }
             };
-            let Some(d) = self.devices.get(&id) else { continue };
             if announce {
-                self.events.device(d.spec.clone()).await?;
+                self.events.device(spec).await?;
             }
+            let Some(d) = self.devices.get(&id) else { continue };
             self.events.availability(&d.hub_id, d.online).await?;
             self.events.state(&d.hub_id, devices::state(&d.profile, &d.params)).await?;
         }
@@ -533,7 +541,7 @@ fn command_params(d: &Device, cmd: &Command) -> Result<Map<String, Value>, Strin
     let mut params =
         if entity_changes.is_empty() { Map::new() } else { devices::command(&d.profile, &d.params, &entity_changes)? };
     for (_, value) in timer_changes {
-        if !d.spec.extra_commands.iter().any(|k| k == "timers") {
+        if !d.has_timers {
             return Err("this device has no timers (shared devices and sensors cannot have them)".into());
         }
         let current: Vec<Value> = match params.get("timers").or(d.params.get("timers")) {
@@ -616,4 +624,12 @@ async fn query_device(ctx: &Ctx, deviceid: String, owner: String) {
         }
         Err(e) => tracing::debug!(device = %deviceid, error = %e, "a state query got no answer"),
     }
+}
+
+/// A 64-bit fingerprint of a device spec, to tell whether it changed since it was announced.
+fn spec_fingerprint(spec: &DeviceSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    spec.hash(&mut hasher);
+    hasher.finish()
 }

@@ -80,7 +80,7 @@ impl Pacer {
     /// Waits until a call with `key` may go out, and counts it.
     pub async fn wait(&self, key: &str) {
         let slot = self.reserve(Some(key), Instant::now());
-        tokio::time::sleep_until(slot).await;
+        sleep_until_due(slot).await;
     }
 
     /// Waits until a call with `key` may go out: after the previous call with this key has ended and the
@@ -92,10 +92,10 @@ impl Pacer {
         };
         let last = cell.lock_owned().await;
         if let Some(ended) = *last {
-            tokio::time::sleep_until(ended + self.rules.same_key_gap).await;
+            sleep_until_due(ended + self.rules.same_key_gap).await;
         }
         let slot = self.reserve(None, Instant::now());
-        tokio::time::sleep_until(slot).await;
+        sleep_until_due(slot).await;
         PaceGuard(last)
     }
 
@@ -140,6 +140,14 @@ impl Pacer {
         }
         st.last_any = Some(st.last_any.map_or(slot, |l| l.max(slot)));
         slot
+    }
+}
+
+/// Sleeps until `at`, or not at all when it has come: a timer for "now" still waits for the timer wheel's
+/// next millisecond tick (0.5 ms on average, up to 1 ms), on every unpaced command.
+async fn sleep_until_due(at: Instant) {
+    if at > Instant::now() {
+        tokio::time::sleep_until(at).await;
     }
 }
 

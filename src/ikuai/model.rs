@@ -207,6 +207,11 @@ impl Oddities {
         self.0.is_empty()
     }
 
+    /// Takes over what `other` noted.
+    pub fn append(&mut self, mut other: Oddities) {
+        self.0.append(&mut other.0);
+    }
+
     /// The noted `(field name, raw value)` pairs, emptying the list.
     pub fn drain(&mut self) -> impl Iterator<Item = (String, Value)> + '_ {
         self.0.drain(..)
@@ -217,6 +222,11 @@ impl Oddities {
 /// the top (every field of the types below is lenient).
 pub fn parse<T: DeserializeOwned>(data: &Map<String, Value>) -> Result<T, serde_json::Error> {
     T::deserialize(&Value::Object(data.clone()))
+}
+
+/// Like [`parse`], consuming the data (no copy of a large answer such as a page of clients).
+pub fn parse_owned<T: DeserializeOwned>(data: Map<String, Value>) -> Result<T, serde_json::Error> {
+    T::deserialize(Value::Object(data))
 }
 
 // ---- homepage ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@
 //!
 //! Knows nothing of MQTT.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -21,13 +21,17 @@ use crate::config::IkuaiConfig;
 use crate::hub::{BridgeGone, DeviceSpec, EntitySpec, HubEvent, HubEvents};
 use crate::ikuai::client::{Client, ClientError};
 use crate::ikuai::mapping::{RouterReadings, SlowReadings, router_device, router_device_id, router_view};
-use crate::ikuai::model::{DataList, LanClient, Oddities, parse};
-use crate::ikuai::presence::{ClientFilter, Presence, client_device, client_device_id, client_state, merge_clients};
+use crate::ikuai::model::{DataList, LanClient, Oddities, parse, parse_owned};
+use crate::ikuai::presence::{
+    ClientFilter, ClientInfo, Presence, client_device, client_device_id, client_state, merge_lists, merge_rows,
+};
 
-/// Clients asked for per call (`limit: "offset,count"`).
-const CLIENT_PAGE: usize = 1000;
-/// Pages read at most per list and poll (a bound on a router that keeps saying there are more).
-const CLIENT_PAGES_MAX: usize = 50;
+/// Clients asked for per call (`limit: "offset,count"`). A page's rows are the poll's largest transient
+/// memory (about 1 KB each as parsed), so pages are kept small; a call costs the router little.
+const CLIENT_PAGE: usize = 250;
+/// Pages read at most per list and poll (a bound on a router that keeps saying there are more: 50,000
+/// clients).
+const CLIENT_PAGES_MAX: usize = 200;
 
 /// The router's link as the bridge last heard it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +70,6 @@ pub struct Poller {
     entities: Vec<EntitySpec>,
     announced: Option<DeviceSpec>,
     sent_state: Map<String, Value>,
-    clients_announced: HashMap<String, DeviceSpec>,
-    clients_sent: HashMap<String, Map<String, Value>>,
     link: Link,
     logged_odd: HashSet<String>,
     logged_api: HashSet<String>,
@@ -87,8 +89,6 @@ impl Poller {
             entities: Vec::new(),
             announced: None,
             sent_state: Map::new(),
-            clients_announced: HashMap::new(),
-            clients_sent: HashMap::new(),
             link: Link::Unknown,
             logged_odd: HashSet::new(),
             logged_api: HashSet::new(),
@@ -159,7 +159,7 @@ impl Poller {
     async fn fetch(
         &mut self,
         slow_due: bool,
-    ) -> Result<(RouterReadings, Option<(Vec<LanClient>, Vec<LanClient>)>), ClientError> {
+    ) -> Result<(RouterReadings, Option<(Vec<ClientInfo>, Oddities)>), ClientError> {
         let cfg = &self.cfg;
         let client = &self.client;
         let mut home_types = vec!["sysstat", "snapshoot", "ac_status", "dhcp_addrpool_num", "ether_info"];
@@ -175,8 +175,10 @@ impl Poller {
             async { if cfg.qos_traffic { Some(client.call("monitor_l7qos", &["data"], &[]).await) } else { None } },
             async {
                 if cfg.track_clients {
-                    let (v4, v6) =
-                        tokio::join!(fetch_clients(client, "monitor_lanip"), fetch_clients(client, "monitor_lanipv6"));
+                    let (v4, v6) = tokio::join!(
+                        fetch_clients(client, "monitor_lanip", false),
+                        fetch_clients(client, "monitor_lanipv6", true)
+                    );
                     Some((v4, v6))
                 } else {
                     None
@@ -193,9 +195,10 @@ impl Poller {
         }
         let clients = match clients {
             Some((v4, v6)) => {
-                let v4 = self.optional_rows("monitor_lanip", v4)?;
-                let v6 = self.optional_rows("monitor_lanipv6", v6)?;
-                Some((v4, v6))
+                let (v4, mut odd) = self.optional_rows("monitor_lanip", v4)?;
+                let (v6, odd6) = self.optional_rows("monitor_lanipv6", v6)?;
+                odd.append(odd6);
+                Some((merge_lists(v4, v6), odd))
             }
             None => None,
         };
@@ -206,16 +209,12 @@ impl Poller {
         Ok((readings, clients))
     }
 
-    fn optional_rows(
-        &mut self,
-        what: &str,
-        rows: Result<Vec<LanClient>, ClientError>,
-    ) -> Result<Vec<LanClient>, ClientError> {
+    fn optional_rows(&mut self, what: &str, rows: Result<ClientList, ClientError>) -> Result<ClientList, ClientError> {
         match rows {
             Ok(rows) => Ok(rows),
             Err(e @ ClientError::Api { .. }) => {
                 self.log_api_once(what, &format!("{e}; skipped"));
-                Ok(Vec::new())
+                Ok(ClientList::default())
             }
             Err(e) => Err(e),
         }
@@ -261,11 +260,15 @@ impl Poller {
     async fn publish(
         &mut self,
         readings: RouterReadings,
-        clients: Option<(Vec<LanClient>, Vec<LanClient>)>,
+        clients: Option<(Vec<ClientInfo>, Oddities)>,
         now: Instant,
     ) -> Result<(), BridgeGone> {
         let recovered = self.link != Link::Up;
-        let mut odd = Oddities::default();
+        let (listed, mut odd) = match clients {
+            Some((listed, odd)) => (Some(listed), odd),
+            None => (None, Oddities::default()),
+        };
+        let listed: Option<Vec<_>> = listed.map(|l| l.into_iter().filter(|c| self.filter.allows(&c.mac)).collect());
         let view = router_view(&self.cfg, &readings, &mut odd);
 
         // Entities stay once they had a value; a value gone missing is `null` (unknown).
@@ -309,8 +312,7 @@ impl Poller {
         if recovered {
             self.events.availability(&self.device_id, true).await?;
         }
-        if let Some((v4, v6)) = clients {
-            let listed = merge_clients(&v4, &v6, &mut odd).into_iter().filter(|c| self.filter.allows(&c.mac)).collect();
+        if let Some(listed) = listed {
             self.publish_clients(listed, now, recovered).await?;
         }
         if recovered {
@@ -328,7 +330,7 @@ impl Poller {
 
     async fn publish_clients(
         &mut self,
-        listed: Vec<crate::ikuai::presence::ClientInfo>,
+        listed: Vec<ClientInfo>,
         now: Instant,
         recovered: bool,
     ) -> Result<(), BridgeGone> {
@@ -337,9 +339,8 @@ impl Poller {
             let device = client_device_id(&self.cfg, mac);
             tracing::info!(router = %self.cfg.id, client = %mac, "client unseen for {} days: removed", self.cfg.prune_clients_after_days);
             self.events.send(HubEvent::DeviceRemoved { device }).await?;
-            self.clients_announced.remove(mac);
-            self.clients_sent.remove(mac);
         }
+        let new: HashSet<&str> = changes.new.iter().map(String::as_str).collect();
         let macs: Vec<String> =
             if recovered { self.presence.macs().cloned().collect() } else { changes.changed.clone() };
         for mac in macs {
@@ -347,14 +348,21 @@ impl Poller {
             let device = client_device_id(&self.cfg, &mac);
             let spec = client_device(&self.cfg, info);
             let state = client_state(&self.cfg, info, home);
-            let first = !self.clients_announced.contains_key(&mac);
-            if self.clients_announced.get(&mac) != Some(&spec) {
-                self.events.device(spec.clone()).await?;
-                self.clients_announced.insert(mac.clone(), spec);
+            let first = new.contains(mac.as_str());
+            // The bridge is told of every change, so what it last got for a client follows from what presence
+            // knew before this update (or knows now, if the client did not change): no copy is kept here.
+            let (spec_changed, state_changed) = match changes.previous.get(&mac) {
+                _ if first => (true, true),
+                Some((before, was_home)) => {
+                    (client_device(&self.cfg, before) != spec, client_state(&self.cfg, before, *was_home) != state)
+                }
+                None => (false, false),
+            };
+            if spec_changed {
+                self.events.device(spec).await?;
             }
-            if recovered || self.clients_sent.get(&mac) != Some(&state) {
-                self.events.state(&device, state.clone()).await?;
-                self.clients_sent.insert(mac.clone(), state);
+            if recovered || state_changed {
+                self.events.state(&device, state).await?;
             }
             if first || recovered {
                 self.events.availability(&device, true).await?;
@@ -376,7 +384,8 @@ impl Poller {
             if self.announced.is_some() {
                 self.events.availability(&self.device_id, false).await?;
             }
-            let clients: Vec<String> = self.clients_announced.keys().cloned().collect();
+            // Every client presence knows was announced when it was first seen.
+            let clients: Vec<String> = self.presence.macs().cloned().collect();
             for mac in clients {
                 self.events.availability(&client_device_id(&self.cfg, &mac), false).await?;
             }
@@ -390,21 +399,27 @@ impl Poller {
     }
 }
 
-/// Every row of a client list, page by page.
-async fn fetch_clients(client: &Client, func: &str) -> Result<Vec<LanClient>, ClientError> {
-    let mut rows: Vec<LanClient> = Vec::new();
+/// One client list merged by MAC, and what was odd in it.
+type ClientList = (BTreeMap<String, ClientInfo>, Oddities);
+
+/// Every row of a client list, page by page; each page is merged by MAC and dropped, so that thousands of
+/// raw rows are never held together.
+async fn fetch_clients(client: &Client, func: &str, is_v6: bool) -> Result<ClientList, ClientError> {
+    let (mut by_mac, mut odd) = ClientList::default();
+    let mut read = 0;
     for page in 0..CLIENT_PAGES_MAX {
         let limit = json!(format!("{},{CLIENT_PAGE}", page * CLIENT_PAGE));
         let data = client.call(func, &["data", "total"], &[("limit", limit)]).await?;
-        let list: DataList<LanClient> = parse(&data).unwrap_or_default();
+        let list: DataList<LanClient> = parse_owned(data).unwrap_or_default();
         let got = list.rows().len();
-        rows.extend(list.data.get().cloned().unwrap_or_default());
+        merge_rows(&mut by_mac, list.rows(), is_v6, &mut odd);
+        read += got;
         let total = list.total.get().map(|t| t.0 as usize).unwrap_or(0);
-        if got < CLIENT_PAGE || rows.len() >= total {
+        if got < CLIENT_PAGE || read >= total {
             break;
         }
     }
-    Ok(rows)
+    Ok((by_mac, odd))
 }
 
 #[cfg(test)]
@@ -593,6 +608,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_clients_that_changed_are_sent_again() {
+        let options = SimOptions { password: "pw-1234".into(), clients: Some(3), ..SimOptions::default() };
+        let sim = SimRouter::start(options).await.unwrap();
+        let mut run = start(IkuaiConfig { track_clients: true, ..cfg(&sim, "pw-1234") });
+        run.until("link up", |e| matches!(e, HubEvent::Link { up: true, .. })).await;
+        // Two more polls: the router's state moves, the clients' do not.
+        for _ in 0..2 {
+            let e = run.until("a poll", |e| is_state_of(e, "ikuai_home") || !matches!(e, HubEvent::State { .. })).await;
+            assert!(is_state_of(&e, "ikuai_home"), "{e:?}");
+        }
+        // One client is renamed on the router: its device and its state, nothing of the others.
+        let synthetic = crate::sim::ikuai::SimClient::synthetic(2);
+        let device = client_device_id(&cfg(&sim, "pw-1234"), &synthetic.mac);
+        sim.add_client(crate::sim::ikuai::SimClient::new(&synthetic.mac, "10.20.0.2", "renamed"));
+        let HubEvent::Device(spec) = run.until("a client event", |e| !is_state_of(e, "ikuai_home")).await else {
+            panic!("the renamed client's device is not announced first")
+        };
+        assert_eq!((spec.id.as_str(), spec.name.as_str()), (device.as_str(), "renamed phone"));
+        let HubEvent::State { device: d, values } = run.next().await else { panic!("no state after the device") };
+        assert_eq!((d.as_str(), &values["attributes"]["hostname"]), (device.as_str(), &json!("renamed")));
+        let e =
+            run.until("the next poll", |e| is_state_of(e, "ikuai_home") || !matches!(e, HubEvent::State { .. })).await;
+        assert!(is_state_of(&e, "ikuai_home"), "{e:?}");
+        run.stop().await;
+    }
+
+    #[tokio::test]
     async fn thousands_of_clients_are_read_page_by_page() {
         let options = SimOptions { password: "pw-1234".into(), clients: Some(3000), ..SimOptions::default() };
         let sim = SimRouter::start(options).await.unwrap();
@@ -611,11 +653,12 @@ mod tests {
             }
         }
         assert_eq!(devices.len(), 3000);
-        // 2999 IPv4 rows in pages of 1000, 751 IPv6 rows in one page, merged by MAC.
+        // 2999 IPv4 rows in 12 pages of 250 (the last short), 750 IPv6 rows in 3 (the total reached), merged
+        // by MAC.
         let by_func = sim.stats().calls_by_func;
-        // (Three IPv4 calls per IPv6 call, however many polls have run by now.)
+        // (Four IPv4 calls per IPv6 call, however many polls have run by now.)
         let (v4, v6) = (by_func["monitor_lanip"], by_func["monitor_lanipv6"]);
-        assert!(v6 >= 1 && v4 == 3 * v6, "{by_func:?}");
+        assert!(v6 >= 3 && v4 == 4 * v6, "{by_func:?}");
         run.stop().await;
     }
 

@@ -7,7 +7,7 @@
 //! The clock is a parameter (`now`), so the grace logic is tested without waiting. Knows nothing of HTTP
 //! or MQTT.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -59,7 +59,15 @@ fn some_text(s: Option<&str>) -> Option<String> {
 /// The clients of both lists merged by MAC, in MAC order; rows without a readable MAC are skipped.
 pub fn merge_clients(v4: &[LanClient], v6: &[LanClient], o: &mut Oddities) -> Vec<ClientInfo> {
     let mut by_mac: BTreeMap<String, ClientInfo> = BTreeMap::new();
-    for (row, is_v6) in v4.iter().map(|r| (r, false)).chain(v6.iter().map(|r| (r, true))) {
+    merge_rows(&mut by_mac, v4, false, o);
+    merge_rows(&mut by_mac, v6, true, o);
+    by_mac.into_values().collect()
+}
+
+/// Merges rows of one list (`monitor_lanipv6` when `is_v6`) into `by_mac`: a value already known is kept,
+/// rates are added.
+pub fn merge_rows(by_mac: &mut BTreeMap<String, ClientInfo>, rows: &[LanClient], is_v6: bool, o: &mut Oddities) {
+    for row in rows {
         let Some(mac) = o.text("monitor_lanip.mac", &row.mac).and_then(normalize_mac) else { continue };
         let c = by_mac.entry(mac.clone()).or_insert_with(|| ClientInfo { mac, ..ClientInfo::default() });
         let ip = some_text(o.text("monitor_lanip.ip_addr", &row.ip_addr));
@@ -95,6 +103,45 @@ pub fn merge_clients(v4: &[LanClient], v6: &[LanClient], o: &mut Oddities) -> Ve
             (&mut c.download, &row.download, "monitor_lanip.download"),
         ] {
             if let Some(v) = o.num(name, field) {
+                *slot = Some(slot.unwrap_or(0.0) + v);
+            }
+        }
+    }
+}
+
+/// The clients of two lists each merged on its own (a page at a time, so that thousands of raw rows are
+/// never held together), merged the way [`merge_clients`] merges the rows of `first` then `later`.
+pub fn merge_lists(first: BTreeMap<String, ClientInfo>, later: BTreeMap<String, ClientInfo>) -> Vec<ClientInfo> {
+    let mut by_mac = first;
+    for (mac, l) in later {
+        let Some(c) = by_mac.get_mut(&mac) else {
+            by_mac.insert(mac, l);
+            continue;
+        };
+        if c.ip.is_none() {
+            c.ip = l.ip;
+        }
+        for ip in l.ipv6 {
+            if !c.ipv6.contains(&ip) {
+                c.ipv6.push(ip);
+            }
+        }
+        for (slot, value) in [
+            (&mut c.hostname, l.hostname),
+            (&mut c.comment, l.comment),
+            (&mut c.model, l.model),
+            (&mut c.vendor, l.vendor),
+            (&mut c.client_type, l.client_type),
+            (&mut c.ssid, l.ssid),
+            (&mut c.online_since, l.online_since),
+        ] {
+            if slot.is_none() {
+                *slot = value;
+            }
+        }
+        c.signal = c.signal.or(l.signal);
+        for (slot, value) in [(&mut c.upload, l.upload), (&mut c.download, l.download)] {
+            if let Some(v) = value {
                 *slot = Some(slot.unwrap_or(0.0) + v);
             }
         }
@@ -138,6 +185,9 @@ pub struct PresenceChanges {
     pub changed: Vec<String>,
     /// Unseen for longer than the prune period: to remove.
     pub pruned: Vec<String>,
+    /// What was known of each changed client that is not new (its info and whether it was home) before
+    /// this update: what its last device and state were made from.
+    pub previous: HashMap<String, (ClientInfo, bool)>,
 }
 
 /// The tracked clients and their home/away state.
@@ -145,7 +195,8 @@ pub struct PresenceChanges {
 pub struct Presence {
     consider_home: Duration,
     prune_after: Option<Duration>,
-    clients: BTreeMap<String, Tracked>,
+    /// Boxed: a B-tree node holds eleven values whether used or not, and a client's is some 300 bytes.
+    clients: BTreeMap<String, Box<Tracked>>,
 }
 
 impl Presence {
@@ -171,13 +222,14 @@ impl Presence {
                     changes.new.push(info.mac.clone());
                     changes.changed.push(info.mac.clone());
                     let mac = info.mac.clone();
-                    self.clients.insert(mac, Tracked { info, last_seen: now, home: true, listed: true });
+                    self.clients.insert(mac, Box::new(Tracked { info, last_seen: now, home: true, listed: true }));
                 }
                 Some(t) => {
-                    if !t.home || !t.listed || t.info != info {
-                        changes.changed.push(info.mac.clone());
+                    let old = std::mem::replace(&mut **t, Tracked { info, last_seen: now, home: true, listed: true });
+                    if !old.home || !old.listed || old.info != t.info {
+                        changes.changed.push(t.info.mac.clone());
+                        changes.previous.insert(t.info.mac.clone(), (old.info, old.home));
                     }
-                    *t = Tracked { info, last_seen: now, home: true, listed: true };
                 }
             }
         }
@@ -188,20 +240,21 @@ impl Presence {
                 pruned.push(mac.clone());
                 continue;
             }
-            let mut changed = false;
-            if t.listed {
-                // No longer listed: no throughput to report.
+            // No longer listed (no throughput to report), or away after the grace period.
+            let unlisted = t.listed;
+            let away = t.home && away_for >= self.consider_home;
+            if !(unlisted || away) {
+                continue;
+            }
+            changes.changed.push(mac.clone());
+            changes.previous.insert(mac.clone(), (t.info.clone(), t.home));
+            if unlisted {
                 t.listed = false;
                 t.info.upload = None;
                 t.info.download = None;
-                changed = true;
             }
-            if t.home && away_for >= self.consider_home {
+            if away {
                 t.home = false;
-                changed = true;
-            }
-            if changed {
-                changes.changed.push(mac.clone());
             }
         }
         for mac in &pruned {
@@ -347,6 +400,28 @@ mod tests {
     }
 
     #[test]
+    fn lists_merged_apart_then_together_are_the_rows_merged_at_once() {
+        let v4: LanClient = serde_json::from_value(example("monitor_lanip_client")).unwrap();
+        let v6: DataList<LanClient> = parse(example_data("monitor_lanipv6").as_object().unwrap()).unwrap();
+        // The same client on both lists (the IPv6 row holds what the IPv4 row lacks), plus one on each.
+        let mut both: LanClient = serde_json::from_value(example_data("monitor_lanipv6")["data"][0].clone()).unwrap();
+        both.mac = v4.mac.clone();
+        let v4_rows = vec![v4.clone(), v4];
+        let v6_rows = vec![v6.rows()[0].clone(), both.clone(), both];
+        let at_once = merge_clients(&v4_rows, &v6_rows, &mut Oddities::default());
+        let (mut first, mut later) = (BTreeMap::new(), BTreeMap::new());
+        let mut odd = Oddities::default();
+        merge_rows(&mut first, &v4_rows, false, &mut odd);
+        merge_rows(&mut later, &v6_rows[..1], true, &mut odd);
+        merge_rows(&mut later, &v6_rows[1..], true, &mut odd);
+        assert_eq!(merge_lists(first, later), at_once);
+        assert_eq!(at_once.len(), 2);
+        let redmi = at_once.iter().find(|c| c.mac == "36:6e:24:13:ba:6e").unwrap();
+        assert_eq!(redmi.ipv6.len(), 1);
+        assert_eq!(redmi.upload, Some(2.0 * 271.0), "rates add up over rows");
+    }
+
+    #[test]
     fn a_client_leaves_only_after_the_grace_period() {
         let mut p = Presence::new(Duration::from_secs(180), None);
         let t0 = Instant::now();
@@ -373,6 +448,24 @@ mod tests {
         // Nothing changes when nothing changes.
         let changes = p.update(t0 + Duration::from_secs(310), both());
         assert!(changes.changed.is_empty());
+    }
+
+    #[test]
+    fn changes_carry_what_was_known_before() {
+        let mut p = Presence::new(Duration::from_secs(180), None);
+        let t0 = Instant::now();
+        assert!(p.update(t0, vec![client("aa:00:00:00:00:01")]).previous.is_empty(), "a new client has no past");
+        let renamed = ClientInfo { hostname: Some("laptop".into()), ..client("aa:00:00:00:00:01") };
+        let changes = p.update(t0 + Duration::from_secs(10), vec![renamed]);
+        let (before, home) = &changes.previous["aa:00:00:00:00:01"];
+        assert_eq!((before.hostname.as_deref(), *home), (None, true));
+        assert!(p.update(t0 + Duration::from_secs(20), vec![]).previous.contains_key("aa:00:00:00:00:01"));
+        // Gone for longer than the grace period: what it was before going away.
+        let changes = p.update(t0 + Duration::from_secs(400), vec![]);
+        let (before, home) = &changes.previous["aa:00:00:00:00:01"];
+        assert_eq!((before.hostname.as_deref(), *home), (Some("laptop"), true));
+        assert_eq!(p.is_home("aa:00:00:00:00:01"), Some(false));
+        assert!(p.update(t0 + Duration::from_secs(410), vec![]).previous.is_empty());
     }
 
     #[test]

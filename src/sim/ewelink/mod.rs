@@ -312,6 +312,14 @@ impl SimCloud {
         self.shared.state().http_updates.clone()
     }
 
+    /// Every `update` frame received from now on, parsed, with the moment it arrived (before it is applied
+    /// or acked). For benchmarks timing commands end to end.
+    pub fn watch_updates(&self) -> tokio::sync::mpsc::UnboundedReceiver<(std::time::Instant, Value)> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.shared.update_watchers.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        rx
+    }
+
     /// Forgets the recorded frames (not the counters).
     pub fn clear_records(&self) {
         let mut st = self.shared.state();

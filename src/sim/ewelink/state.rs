@@ -149,6 +149,8 @@ pub(super) struct Shared {
     pub conns: Mutex<HashMap<u64, mpsc::UnboundedSender<ConnCmd>>>,
     pub next_conn: AtomicU64,
     pub frozen: AtomicBool,
+    /// Who is told of every `update` frame as it arrives (benchmarks time commands with it).
+    pub update_watchers: Mutex<Vec<mpsc::UnboundedSender<(std::time::Instant, Value)>>>,
 }
 
 impl Shared {
@@ -166,6 +168,7 @@ impl Shared {
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             frozen: AtomicBool::new(false),
+            update_watchers: Mutex::new(Vec::new()),
         }
     }
 
@@ -288,6 +291,12 @@ impl Shared {
         for (_, tx) in conns {
             let _ = tx.send(ConnCmd::Close);
         }
+    }
+
+    /// Tells the watchers of an `update` frame that arrived at `at`.
+    pub fn notify_update(&self, at: std::time::Instant, frame: &Value) {
+        let mut watchers = self.update_watchers.lock().unwrap_or_else(|e| e.into_inner());
+        watchers.retain(|w| w.send((at, frame.clone())).is_ok());
     }
 
     /// Sends a text frame to every connected (handshaken) client.

@@ -175,6 +175,7 @@ fn handshake(shared: &Shared, text: &str) -> Result<Value, Value> {
 }
 
 fn on_text(shared: &Arc<Shared>, tx: &mpsc::UnboundedSender<ConnCmd>, text: &str) {
+    let arrived = std::time::Instant::now();
     if text == "ping" {
         AtomicCounters::bump(&shared.counters.pings);
         let _ = tx.send(ConnCmd::Send("pong".into()));
@@ -192,6 +193,7 @@ fn on_text(shared: &Arc<Shared>, tx: &mpsc::UnboundedSender<ConnCmd>, text: &str
         Some("update") => {
             AtomicCounters::bump(&shared.counters.ws_updates);
             shared.state().updates.push((text.to_owned(), v.clone()));
+            shared.notify_update(arrived, &v);
             update(shared, &v)
         }
         Some("query") => {
