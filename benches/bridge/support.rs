@@ -3,7 +3,6 @@
 //! Everything listens on 127.0.0.1 on ports chosen free at start.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,21 +14,9 @@ use tokio::sync::mpsc;
 /// Largest MQTT packet the bench's clients take (the bridge's own limit).
 const MAX_PACKET: usize = 16 * 1024 * 1024;
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-fn wait_until_listening(port: u16, what: &str) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    for _ in 0..400 {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("{what} did not listen on {addr} within a few seconds");
-}
+#[path = "../../tests/support/ports.rs"]
+mod ports;
+pub use ports::{free_port, wait_until_listening};
 
 /// The machine's 1-minute load average (from `/proc/loadavg`), noted with every figure.
 pub fn load_average() -> f64 {
