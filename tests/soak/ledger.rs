@@ -444,6 +444,8 @@ pub struct Ledger {
     pub unmatched_events: Vec<String>,
     /// `update` frames seen per cloud device id so far (to attribute new ones).
     frames: HashMap<String, usize>,
+    /// The latest state published for each device.
+    published: HashMap<String, Value>,
 }
 
 impl Ledger {
@@ -496,6 +498,13 @@ impl Ledger {
                 e.confirmed = Some(Instant::now());
             }
         }
+        self.published.insert(device.to_owned(), state.clone());
+    }
+
+    /// Whether the device's published state already shows what `p` would change: then it is stale (the
+    /// command changes the simulator's truth), and no state published after it could confirm it.
+    pub fn already_shown(&self, p: &Planned) -> bool {
+        self.published.get(&p.device).is_some_and(|state| p.expect.shown_by(state))
     }
 
     /// A `command_failed` event: reports the device's outstanding command if it is the one, else the latest
